@@ -1,0 +1,1 @@
+"""rackd: out-of-band management daemon for GPU server racks."""

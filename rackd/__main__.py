@@ -1,0 +1,5 @@
+"""`python -m rackd` is the `rackd` command."""
+
+from rackd.cli.main import main
+
+raise SystemExit(main())

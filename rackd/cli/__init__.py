@@ -1,0 +1,1 @@
+"""The `rackd` command line: daemon, diagnostics, simulators and operator commands."""

@@ -1,0 +1,1 @@
+"""Driver contract and the entry-point registry that finds drivers."""

@@ -1,0 +1,1 @@
+"""Simulators of BMCs, PDUs and console servers for tests and the demo."""
