@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -48,19 +48,19 @@ class SiteConfig(_Strict):
     name: Name
 
 
+def _default_instance() -> str:
+    host = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname()) or "rackd"
+    return host[:64] if NAME_RE.match(host[:64]) else "rackd"
+
+
 class DaemonConfig(_Strict):
     """Where the daemon keeps its state and sockets, and how it shuts down."""
 
-    instance: Name = Field(default_factory=lambda: _default_instance())
+    instance: Name = Field(default_factory=_default_instance)
     state_dir: Path = Path("/var/lib/rackd")
     console_log_dir: Path = Path("/var/log/rackd/console")
     control_socket: Path = Path("/run/rackd/control.sock")
     shutdown_grace: Seconds = 10.0
-
-
-def _default_instance() -> str:
-    host = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname()) or "rackd"
-    return host[:64] if NAME_RE.match(host[:64]) else "rackd"
 
 
 class MqttConfig(_Strict):
@@ -203,11 +203,11 @@ class RackdSettings(BaseSettings):
     @classmethod
     def settings_customise_sources(
         cls,
-        settings_cls: type[BaseSettings],
+        settings_cls: type[BaseSettings],  # noqa: ARG003 - required by the pydantic-settings hook
         init_settings: PydanticBaseSettingsSource,
         env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,  # noqa: ARG003 - deliberately unused: no .env files
+        file_secret_settings: PydanticBaseSettingsSource,  # noqa: ARG003 - secrets go through rackd.secrets
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Environment beats the file (the file arrives as init kwargs); no .env or secrets dir magic."""
         return (env_settings, init_settings)
@@ -291,17 +291,18 @@ def validate_config(raw: Mapping[str, Any], source: str, registry: DriverRegistr
     try:
         settings = RackdSettings(**raw)
     except ValidationError as exc:
-        issues.extend(_issues_from_validation(exc, source, env_paths))
+        issues.extend(_issues_from_validation(exc, source, env_paths, model=RackdSettings))
 
     options: dict[tuple[str, int], DriverOptions] = {}
     issues.extend(_validate_driver_options(raw, source, registry, options))
     issues.extend(_check_references(raw, source))
-    if settings is not None:
-        issues.extend(_check_secrets(settings, options, source))
+    issues.extend(_check_secrets(settings, options, source))
     if issues:
         raise ConfigError(_dedupe(issues))
     assert settings is not None
-    return Config(source, settings, tuple(_device_specs(settings, options)), tuple(_warnings(settings, options, source)))
+    return Config(
+        source, settings, tuple(_device_specs(settings, options)), tuple(_warnings(settings, options, source))
+    )
 
 
 def _env_override_paths(environ: Mapping[str, str]) -> dict[tuple[str, ...], str]:
@@ -345,7 +346,8 @@ def _issues_from_validation(
 def _describe_error(error: Any, model: type[BaseModel] | None, loc: tuple[int | str, ...]) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
-        expected = _known_keys(model) if model is not None else ""
+        owner = _model_at(model, loc[:-1]) if model is not None else None
+        expected = _known_keys(owner) if owner is not None else ""
         return "unknown key" + (f" (expected one of: {expected})" if expected else "")
     if kind == "missing":
         return "required key is missing"
@@ -353,6 +355,29 @@ def _describe_error(error: Any, model: type[BaseModel] | None, loc: tuple[int | 
     if not any(SECRETISH.search(str(part)) for part in loc) and isinstance(error.get("input"), (str, int, float)):
         message += f" (got {error['input']!r})"
     return message
+
+
+def _model_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The model that validates the table at `loc` below `model` (to list its keys in an error)."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)) or part not in current.model_fields:
+            return None  # past our models (into driver options): no model of ours to name
+        current = _unwrap(current.model_fields[part].annotation)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _unwrap(annotation: Any) -> Any:
+    """list[X] -> X, X | None -> X."""
+    for arg in get_args(annotation) or ():
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+        inner = _unwrap(arg)
+        if isinstance(inner, type) and issubclass(inner, BaseModel):
+            return inner
+    return annotation
 
 
 def _known_keys(model: type[BaseModel]) -> str:
@@ -367,7 +392,9 @@ _SECTIONS: Mapping[str, type[BaseModel]] = {
 }
 
 
-def _driver_tables(raw: Mapping[str, Any]) -> Iterable[tuple[str, int, tuple[int | str, ...], Mapping[str, Any]]]:
+def _driver_tables(
+    raw: Mapping[str, Any],
+) -> Iterable[tuple[str, int, tuple[int | str, ...], Mapping[str, Any]]]:
     """Every place a driver is named: (section, index, key path of the table, the table)."""
     for section in ("node", "pdu", "console_server"):
         entries = raw.get(section)
@@ -407,14 +434,18 @@ def _validate_driver_options(
 
 
 def _check_references(raw: Mapping[str, Any], source: str) -> list[ConfigIssue]:
+    pdus = {
+        entry["id"] for entry in raw.get("pdu") or [] if isinstance(entry, dict) and isinstance(entry.get("id"), str)
+    }
+    return _duplicate_ids(raw, source) + _outlet_references(raw, source, pdus)
+
+
+def _duplicate_ids(raw: Mapping[str, Any], source: str) -> list[ConfigIssue]:
     issues: list[ConfigIssue] = []
     seen: dict[str, str] = {}
-    pdus: set[str] = set()
     for section in ("node", "pdu", "console_server"):
         entries = raw.get(section)
-        if not isinstance(entries, list):
-            continue
-        for index, entry in enumerate(entries):
+        for index, entry in enumerate(entries if isinstance(entries, list) else []):
             device_id = entry.get("id") if isinstance(entry, dict) else None
             if not isinstance(device_id, str):
                 continue
@@ -423,20 +454,25 @@ def _check_references(raw: Mapping[str, Any], source: str) -> list[ConfigIssue]:
                 issues.append(ConfigIssue(here, f"duplicate device id {device_id!r} (also {seen[device_id]})", source))
             else:
                 seen[device_id] = here
-            if section == "pdu":
-                pdus.add(device_id)
+    return issues
+
+
+def _outlet_references(raw: Mapping[str, Any], source: str, pdus: set[str]) -> list[ConfigIssue]:
+    issues: list[ConfigIssue] = []
     outlet_users: dict[str, str] = {}
-    for index, entry in enumerate(raw.get("node") or []):
-        if not isinstance(entry, dict) or not isinstance(entry.get("outlets"), list):
-            continue
-        for o_index, ref in enumerate(entry["outlets"]):
+    nodes = raw.get("node")
+    for index, entry in enumerate(nodes if isinstance(nodes, list) else []):
+        outlets = entry.get("outlets") if isinstance(entry, dict) else None
+        for o_index, ref in enumerate(outlets if isinstance(outlets, list) else []):
             match = _OUTLET_RE.match(ref) if isinstance(ref, str) else None
             if match is None:
                 continue  # phase one reports the shape
             here = format_path(("node", index, "outlets", o_index))
             if match["pdu"] not in pdus:
                 known = ", ".join(sorted(pdus)) or "none configured"
-                issues.append(ConfigIssue(here, f"outlet {ref!r} names unknown PDU {match['pdu']!r} (PDUs: {known})", source))
+                issues.append(
+                    ConfigIssue(here, f"outlet {ref!r} names unknown PDU {match['pdu']!r} (PDUs: {known})", source)
+                )
             elif ref in outlet_users:
                 issues.append(ConfigIssue(here, f"outlet {ref!r} is already assigned at {outlet_users[ref]}", source))
             else:
@@ -459,15 +495,16 @@ def _secrets_in(value: Any, loc: tuple[int | str, ...]) -> Iterable[tuple[tuple[
 
 
 def _all_secrets(
-    settings: RackdSettings, options: Mapping[tuple[str, int], DriverOptions]
+    settings: RackdSettings | None, options: Mapping[tuple[str, int], DriverOptions]
 ) -> Iterable[tuple[tuple[int | str, ...], Secret]]:
-    yield from _secrets_in(settings.mqtt, ("mqtt",))
+    if settings is not None:
+        yield from _secrets_in(settings.mqtt, ("mqtt",))
     for (section, index), opts in options.items():
         yield from _secrets_in(opts, (section, index, "bmc") if section == "node" else (section, index))
 
 
 def _check_secrets(
-    settings: RackdSettings, options: Mapping[tuple[str, int], DriverOptions], source: str
+    settings: RackdSettings | None, options: Mapping[tuple[str, int], DriverOptions], source: str
 ) -> list[ConfigIssue]:
     issues = []
     for loc, secret in _all_secrets(settings, options):
@@ -482,8 +519,11 @@ def _warnings(
     settings: RackdSettings, options: Mapping[tuple[str, int], DriverOptions], source: str
 ) -> list[ConfigIssue]:
     return [
-        ConfigIssue(format_path(loc), "secret is written inline in the config; prefer {file=…}, {env=…} or "
-                    "{credential=…}", source)
+        ConfigIssue(
+            format_path(loc),
+            "secret is written inline in the config; prefer {file=…}, {env=…} or {credential=…}",
+            source,
+        )
         for loc, secret in _all_secrets(settings, options)
         if secret.is_inline
     ]
@@ -525,7 +565,11 @@ def _device_specs(settings: RackdSettings, options: Mapping[tuple[str, int], Dri
         )
     for index, pdu in enumerate(settings.pdu):
         yield DeviceSpec(
-            kind=DeviceKind.PDU, role="pdu", driver=pdu.driver, options=options.get(("pdu", index)), **common(pdu)
+            kind=DeviceKind.PDU,
+            role="pdu",
+            driver=pdu.driver,
+            options=options.get(("pdu", index)),
+            **common(pdu),
         )
     for index, server in enumerate(settings.console_server):
         yield DeviceSpec(

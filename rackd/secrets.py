@@ -143,5 +143,3 @@ class Secret:
                 )
                 raise ValueError(f"bad secret reference ({details})") from None
         raise ValueError("expected a string or a table with exactly one of file, env or credential")
-
-

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import signal
 import socket
@@ -73,7 +72,7 @@ class Mosquitto:
             raise FileNotFoundError("mosquitto is not installed (Debian package: mosquitto)")
         conf = self.workdir / "mosquitto.conf"
         conf.write_text(self.config_text(), encoding="utf-8")
-        os.chmod(self.workdir, 0o777)  # noqa: S103 - as root, mosquitto drops to its own user and must write here
+        self.workdir.chmod(0o777)
         self.process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
             [binary, "-c", str(conf)],
             stdout=(self.workdir / "mosquitto.log").open("ab"),

@@ -231,8 +231,9 @@ class FakeSession:
     async def read_inventory(self) -> Inventory:
         """A fixed inventory."""
         device = await self._call()
-        return Inventory(manufacturer="rackd", model=device.options.model, serial=device.options.host,
-                         firmware="fake-1.0")
+        return Inventory(
+            manufacturer="rackd", model=device.options.model, serial=device.options.host, firmware="fake-1.0"
+        )
 
     async def close(self) -> None:
         """Log out (counted, so tests can check sessions are never leaked)."""
@@ -251,7 +252,7 @@ class FakeDriver:
     )
     options_model: ClassVar[type[DriverOptions]] = FakeOptions
 
-    async def open(self, context: SessionContext, options: Any) -> FakeSession:
+    async def open(self, context: SessionContext, options: Any) -> FakeSession:  # noqa: ARG002 - no per-device state
         """Log in to the fake device (auth and network faults apply here too)."""
         assert isinstance(options, FakeOptions)
         device = WORLD.device(options)
@@ -265,7 +266,7 @@ class FakeDriver:
         device.open_sessions += 1
         if fault in {FakeFault.UNREACHABLE, FakeFault.TIMEOUT, FakeFault.HANG}:
             try:
-                await session._call()  # noqa: SLF001 - the login exchange fails like any call
+                await session._call()
             except BaseException:
                 await session.close()
                 raise

@@ -1,0 +1,1 @@
+"""The runtime: supervisor, per-device runners, schedule and backoff."""

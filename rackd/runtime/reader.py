@@ -1,0 +1,77 @@
+"""One full read of one device session — power, sensors, event log, inventory — each call under a deadline."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from rackd.drivers.contract import DeviceSession, EventLogSource, InventorySource, PowerControl, SensorSource
+from rackd.errors import DeviceTimeoutError, UnsupportedError
+from rackd.model import Inventory, LogBatch, PowerState, PowerTarget, Reading
+from rackd.runtime.clock import Clock
+
+T = TypeVar("T")
+
+
+@dataclass
+class DeviceRead:
+    """What one poll saw."""
+
+    power: dict[str, PowerState] = field(default_factory=dict)
+    readings: list[Reading] = field(default_factory=list)
+    log: LogBatch | None = None
+    inventory: Inventory | None = None
+    unsupported: list[str] = field(default_factory=list)
+
+
+async def call_with_deadline(clock: Clock, seconds: float, what: str, call: Callable[[], Awaitable[T]]) -> T:
+    """Await a driver call under a deadline; an expired deadline becomes DeviceTimeoutError."""
+    try:
+        async with clock.timeout(seconds):
+            return await call()
+    except TimeoutError:
+        raise DeviceTimeoutError(f"{what}: no answer within {seconds:g} s") from None
+
+
+@dataclass
+class DeviceReader:
+    """Reads a session; remembers what is per-session (targets, inventory) so it is fetched once."""
+
+    session: DeviceSession
+    clock: Clock
+    call_timeout: float
+    targets: list[PowerTarget] | None = None
+    inventory: Inventory | None = None
+    inventory_tried: bool = False
+
+    async def read(self, log_cursor: str | None, *, read_log: bool = True) -> DeviceRead:
+        """Poll everything the session offers; UnsupportedError of an optional part is noted, not fatal."""
+        result = DeviceRead()
+        session = self.session
+        if isinstance(session, InventorySource) and not self.inventory_tried:
+            self.inventory_tried = True
+            try:
+                self.inventory = await self._call("inventory", session.read_inventory)
+            except UnsupportedError:
+                result.unsupported.append("inventory")
+        result.inventory = self.inventory
+        if isinstance(session, PowerControl):
+            if self.targets is None:
+                self.targets = list(await self._call("power targets", session.power_targets))
+            for target in self.targets:
+                result.power[target.id] = await self._call(
+                    f"power state of {target.id}", functools.partial(session.get_power, target.id)
+                )
+        if isinstance(session, SensorSource):
+            result.readings = list(await self._call("sensors", session.read_sensors))
+        if read_log and isinstance(session, EventLogSource):
+            try:
+                result.log = await self._call("event log", lambda: session.read_log(log_cursor))
+            except UnsupportedError:
+                result.unsupported.append("event_log")
+        return result
+
+    async def _call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        return await call_with_deadline(self.clock, self.call_timeout, what, call)

@@ -1,0 +1,315 @@
+"""One runner per device: polls on its own interval and phase, backs off, tracks availability, raises events."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Sequence
+from pathlib import Path
+
+import structlog
+
+from rackd.bus.publisher import Publisher
+from rackd.config import DefaultsConfig, DeviceSpec
+from rackd.drivers.contract import DeviceSession, Driver, SessionContext
+from rackd.errors import AuthError, DeviceError, DeviceProtocolError, DeviceRefusedError, UnsupportedError
+from rackd.model import Event, EventType, Health, LogBatch, PowerState, Reading, SensorKind, Severity
+from rackd.runtime.backoff import Backoff, phase_offset
+from rackd.runtime.clock import Clock
+from rackd.runtime.cursors import CursorStore
+from rackd.runtime.reader import DeviceRead, DeviceReader, call_with_deadline
+from rackd.runtime.state import Availability, DeviceState, SourceState, key_figures, readings_health
+
+_HEALTH_SEVERITY = {
+    Health.OK: Severity.INFO,
+    Health.UNKNOWN: Severity.WARNING,
+    Health.WARNING: Severity.WARNING,
+    Health.CRITICAL: Severity.CRITICAL,
+}
+# Errors after which the session is still trusted; everything else discards it (never reuse a dubious session).
+_SESSION_SURVIVES = (UnsupportedError, DeviceRefusedError)
+
+
+class DeviceRunner:
+    """Polls one device's driver session forever; a device fault never escapes `run()`."""
+
+    def __init__(
+        self,
+        spec: DeviceSpec,
+        driver: Driver,
+        publisher: Publisher,
+        clock: Clock,
+        cursors: CursorStore,
+        defaults: DefaultsConfig,
+        state_dir: Path,
+        rng: random.Random | None = None,
+    ) -> None:
+        """Prepare the runner; nothing talks to the device until `run()`."""
+        self.spec = spec
+        self._driver = driver
+        self._publisher = publisher
+        self._clock = clock
+        self._cursors = cursors
+        self._defaults = defaults
+        self._state_dir = state_dir
+        self._backoff = Backoff(defaults.backoff_initial, defaults.backoff_max, rng or random.Random())
+        self._log = structlog.get_logger("rackd.runner").bind(device=spec.id, source=spec.role)
+        self._reader: DeviceReader | None = None
+        self._closing: set[asyncio.Task[None]] = set()
+        self._stop = asyncio.Event()
+        self.lock = asyncio.Lock()  # one thing at a time per device: a command waits for a poll, and vice versa
+        self.busy = False
+        self.source = SourceState()
+        self.power: dict[str, PowerState] = {}
+        self.health: Health = Health.UNKNOWN
+        self.figures: dict[str, float | None] = {}
+        self._sensor_health: dict[str, Health] = {}
+        self._sensor_states: dict[str, tuple[str, ...]] = {}
+        self.polls = 0
+        self.failures = 0
+        self.skipped_ticks = 0
+        self.open_attempts = 0
+
+    @property
+    def available(self) -> bool:
+        """True when the last poll succeeded."""
+        return self.source.availability is Availability.UP
+
+    def request_stop(self) -> None:
+        """Finish the poll in progress (if any), then return from `run()`."""
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Poll until stopped or cancelled."""
+        interval = self.spec.poll_interval
+        next_at = self._clock.monotonic() + phase_offset(self.spec.id, interval)
+        while not self._stop.is_set():
+            await self._sleep(next_at - self._clock.monotonic())
+            if self._stop.is_set():
+                break
+            started = next_at
+            try:
+                async with self.lock:
+                    self.busy = True
+                    try:
+                        await self.poll_once()
+                    finally:
+                        self.busy = False
+            except DeviceError as exc:
+                await self._sleep(self._on_failure(exc))
+                next_at = self._clock.monotonic()  # after a backoff, try again at once
+                continue
+            except Exception as exc:  # noqa: BLE001 - a driver bug must not stop the daemon: a failed poll
+                self._log.exception("driver_bug", driver=self.spec.driver)
+                await self._sleep(self._on_failure(DeviceProtocolError(f"driver bug: {exc!r}")))
+                next_at = self._clock.monotonic()
+                continue
+            next_at = started + interval
+            now = self._clock.monotonic()
+            if next_at <= now:
+                # The poll overran its interval: skip the ticks it overlapped rather than polling back to back.
+                missed = int((now - next_at) // interval) + 1
+                next_at += missed * interval
+                self.skipped_ticks += missed
+                self._log.debug("poll_overrun", skipped_ticks=missed)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep on the runtime clock, waking early when a stop is requested."""
+        if seconds <= 0 or self._stop.is_set():
+            await asyncio.sleep(0)
+            return
+        sleeper = asyncio.ensure_future(self._clock.sleep(seconds))
+        stopper = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            stopper.cancel()
+
+    async def session(self) -> DeviceReader:
+        """The open session (logging in first if needed)."""
+        if self._reader is None:
+            assert self.spec.options is not None
+            context = SessionContext(
+                device_id=self.spec.id,
+                role=self.spec.role,
+                state_dir=self._state_dir / "drivers" / self.spec.id,
+                log=self._log,
+            )
+            self.open_attempts += 1
+            options = self.spec.options
+            session = await call_with_deadline(
+                self._clock,
+                self._defaults.open_timeout,
+                f"{self.spec.id}: login",
+                lambda: self._driver.open(context, options),
+            )
+            self._reader = DeviceReader(session, self._clock, self.spec.call_timeout)
+        return self._reader
+
+    async def poll_once(self) -> DeviceRead:
+        """One full poll: read, raise events, publish telemetry and state. Raises DeviceError on failure."""
+        reader = await self.session()
+        cursor = self._cursors.get(self.spec.id, self.spec.role)
+        result = await reader.read(cursor)
+        self.polls += 1
+        self._on_success()
+        self._process(result)
+        return result
+
+    def _process(self, result: DeviceRead) -> None:
+        now = self._clock.now()
+        for target, state in result.power.items():
+            previous = self.power.get(target)
+            if previous is not None and previous is not state and state is not PowerState.UNKNOWN:
+                self._event(
+                    EventType.POWER_CHANGED,
+                    Severity.INFO,
+                    f"{self.spec.id} {target} power {previous} -> {state}",
+                    {"target": target, "from": previous.value, "to": state.value},
+                )
+        self.power.update(result.power)
+        self._sensor_events(result.readings)
+        if result.log is not None:
+            self._log_events(result.log)
+        if result.readings:
+            self._publisher.publish_telemetry(self.spec, self.spec.role, result.readings, now)
+            self.health = readings_health(result.readings)
+            self.figures = key_figures(result.readings)
+        elif self.health is Health.UNKNOWN:
+            self.health = Health.OK
+        self._publish_state(result)
+
+    def _sensor_events(self, readings: Sequence[Reading]) -> None:
+        for reading in readings:
+            before = self._sensor_health.get(reading.sensor)
+            self._sensor_health[reading.sensor] = reading.health
+            if reading.kind is SensorKind.STATUS:
+                old_states = self._sensor_states.get(reading.sensor)
+                self._sensor_states[reading.sensor] = reading.states
+                if old_states is not None and old_states != reading.states:
+                    self._event(
+                        EventType.SENSOR_STATE_CHANGED,
+                        _HEALTH_SEVERITY[reading.health],
+                        f"{self.spec.id} {reading.sensor}: {', '.join(reading.states) or 'no state asserted'}",
+                        {
+                            "sensor": reading.sensor,
+                            "from": list(old_states),
+                            "to": list(reading.states),
+                            "health": reading.health.value,
+                        },
+                    )
+            elif before is not None and before is not reading.health:
+                self._event(
+                    EventType.THRESHOLD_CROSSED,
+                    _HEALTH_SEVERITY[reading.health],
+                    f"{self.spec.id} {reading.sensor} {before} -> {reading.health} at {reading.value} {reading.unit}",
+                    {
+                        "sensor": reading.sensor,
+                        "kind": reading.kind.value,
+                        "value": reading.value,
+                        "unit": reading.unit,
+                        "from": before.value,
+                        "to": reading.health.value,
+                    },
+                )
+            if "counter_reset" in reading.flags:
+                self._event(
+                    EventType.COUNTER_RESET,
+                    Severity.INFO,
+                    f"{self.spec.id} {reading.sensor} counter was reset or wrapped",
+                    {"sensor": reading.sensor, "value": reading.value, "unit": reading.unit},
+                )
+
+    def _log_events(self, batch: LogBatch) -> None:
+        if batch.log_reset:
+            self._event(
+                EventType.LOG_CLEARED,
+                Severity.WARNING,
+                f"{self.spec.id} event log was cleared or wrapped",
+                {"cursor": batch.cursor},
+            )
+        for entry in batch.entries:
+            data = dict(entry.data)
+            data["record_id"] = entry.record_id
+            if entry.observed_at is not None:
+                data["device_time"] = entry.observed_at.isoformat()
+            self._event(EventType.LOG_ENTRY, entry.severity, entry.message, data)
+        # The cursor moves only after the events are spooled: a crash in between replays, never loses.
+        self._cursors.set(self.spec.id, self.spec.role, batch.cursor)
+
+    def _event(self, kind: EventType, severity: Severity, message: str, data: dict[str, object]) -> None:
+        self._publisher.publish_event(
+            self.spec, Event(kind, severity, message, self._clock.now(), self.spec.role, data)
+        )
+
+    def _publish_state(self, result: DeviceRead | None = None) -> None:
+        inventory = result.inventory if result is not None else (self._reader.inventory if self._reader else None)
+        state = DeviceState(
+            power=dict(self.power),
+            health=self.health if self.available else Health.UNKNOWN,
+            sources={self.spec.role: self.source},
+            figures=dict(self.figures),
+            inventory=inventory,
+        )
+        self._publisher.publish_state(self.spec, state)
+
+    def _on_success(self) -> None:
+        previous = self.source.availability
+        now = self._clock.now()
+        self._backoff.reset()
+        if previous is Availability.UP:
+            self.source = SourceState(Availability.UP, self.source.since, None, now)
+            return
+        self.source = SourceState(Availability.UP, now, None, now)
+        if previous is Availability.DOWN:
+            self._log.info("device_recovered")
+            self._event(EventType.RECOVERED, Severity.INFO, f"{self.spec.id} is reachable again", {})
+        else:
+            self._log.info("device_available")
+
+    def _on_failure(self, exc: DeviceError) -> float:
+        """Record a failed poll; returns how long to wait before the next attempt."""
+        self.failures += 1
+        if not isinstance(exc, _SESSION_SURVIVES):
+            self._discard_session()
+        error = f"{type(exc).__name__}: {exc}"
+        previous = self.source.availability
+        if previous is not Availability.DOWN:
+            self.source = SourceState(Availability.DOWN, self._clock.now(), error, self.source.last_success)
+            self._log.warning("device_unavailable", error=error)  # once per transition, not per failure
+            self._event(
+                EventType.UNREACHABLE,
+                Severity.WARNING,
+                f"{self.spec.id} is unreachable: {error}",
+                {"error": error},
+            )
+            self._publish_state()
+        else:
+            self._log.debug("poll_failed", error=error)
+            if self.source.error != error:
+                self.source = SourceState(Availability.DOWN, self.source.since, error, self.source.last_success)
+        if isinstance(exc, AuthError):
+            # A fixed long wait: BMCs lock an account after a few bad logins.
+            return self._defaults.auth_backoff
+        return self._backoff.next_delay()
+
+    def _discard_session(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            task = asyncio.create_task(self._close(reader.session), name=f"close-session:{self.spec.id}")
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    async def _close(self, session: DeviceSession) -> None:
+        try:
+            async with self._clock.timeout(self._defaults.open_timeout):
+                await session.close()
+        except Exception as exc:  # noqa: BLE001 - closing is best effort: the device may be gone
+            self._log.debug("session_close_failed", error=repr(exc))
+
+    async def aclose(self) -> None:
+        """Log out of the session and wait for sessions being discarded."""
+        self._discard_session()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)

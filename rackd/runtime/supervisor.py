@@ -1,0 +1,156 @@
+"""The daemon: one root TaskGroup with the bus, a runner per device and the watchdog; clean SIGTERM shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import structlog
+
+from rackd.bus.mqtt import MqttBus
+from rackd.config import Config
+from rackd.drivers.registry import DriverRegistry
+from rackd.errors import DriverNotFoundError
+from rackd.runtime.clock import Clock, SystemClock
+from rackd.runtime.cursors import CursorStore
+from rackd.runtime.runner import DeviceRunner
+from rackd.systemd import Notifier
+
+log = structlog.get_logger(__name__)
+
+
+def rackd_version() -> str:
+    """The installed version of rackd."""
+    try:
+        return version("rackd")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def prepare_dir(path: Path, mode: int) -> None:
+    """Create a directory the daemon owns, with the given mode."""
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(mode)
+
+
+class Daemon:
+    """Everything one `rackd run` owns."""
+
+    def __init__(self, config: Config, registry: DriverRegistry, clock: Clock | None = None) -> None:
+        """Build the bus and one runner per device that has a driver."""
+        self.config = config
+        self.registry = registry
+        self.clock = clock or SystemClock()
+        settings = config.settings
+        self.state_dir = settings.daemon.state_dir
+        prepare_dir(self.state_dir, 0o750)
+        self.bus = MqttBus(
+            settings.mqtt, config.site, settings.daemon.instance, self.state_dir, self.clock, rackd_version()
+        )
+        self.cursors = CursorStore(self.state_dir / "cursors.json")
+        self.runners: list[DeviceRunner] = []
+        for spec in config.devices:
+            if spec.driver is None:
+                continue
+            try:
+                driver = registry.get(spec.driver)
+            except DriverNotFoundError:
+                log.exception("driver_unavailable", device=spec.id, driver=spec.driver)
+                continue
+            self.runners.append(
+                DeviceRunner(spec, driver, self.bus, self.clock, self.cursors, settings.defaults, self.state_dir)
+            )
+        self.notifier = Notifier()
+        self._stop = asyncio.Event()
+
+    def stop(self) -> None:
+        """Begin a clean shutdown (SIGTERM/SIGINT)."""
+        if not self._stop.is_set():
+            log.info("shutdown_requested")
+            self._stop.set()
+
+    def counts(self) -> dict[str, int]:
+        """Device counts for the daemon status and systemd STATUS."""
+        up = sum(1 for runner in self.runners if runner.available)
+        return {"devices": len(self.runners), "reachable": up, "unreachable": len(self.runners) - up}
+
+    async def run(self) -> int:
+        """Run until stopped; returns the exit status."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop)
+        log.info("daemon_starting", site=self.config.site, devices=len(self.runners), config=self.config.source)
+        try:
+            async with asyncio.TaskGroup() as group:
+                bus_task = group.create_task(self.bus.run(), name="bus")
+                runner_tasks = [
+                    group.create_task(runner.run(), name=f"runner:{runner.spec.id}") for runner in self.runners
+                ]
+                helpers = [
+                    group.create_task(self._status_loop(), name="status"),
+                    group.create_task(self._watchdog(bus_task), name="watchdog"),
+                ]
+                await self.bus.first_attempt_done.wait()
+                self.notifier.notify("READY=1", f"STATUS={self._status_line()}")
+                log.info("daemon_ready")
+                await self._stop.wait()
+                await self._shutdown(runner_tasks)
+                for task in helpers:
+                    task.cancel()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+            self.bus.close_spool()
+        log.info("daemon_stopped")
+        return 0
+
+    async def _shutdown(self, runner_tasks: list[asyncio.Task[None]]) -> None:
+        self.notifier.notify("STOPPING=1")
+        grace = self.config.settings.daemon.shutdown_grace
+        for runner in self.runners:
+            runner.request_stop()
+        if runner_tasks:
+            _, pending = await asyncio.wait(runner_tasks, timeout=grace)
+            for task in pending:
+                task.cancel()  # abandon polls still running after the grace period
+            await asyncio.gather(*runner_tasks, return_exceptions=True)
+        try:
+            async with asyncio.timeout(grace):
+                await asyncio.gather(*(runner.aclose() for runner in self.runners), return_exceptions=True)
+                await self.registry.aclose()
+        except TimeoutError:
+            log.warning("session_logout_timed_out", grace=grace)
+        self.bus.set_counts(self.counts())
+        await self.bus.close()
+
+    def _status_line(self) -> str:
+        counts = self.counts()
+        broker = "connected" if self.bus.connected.is_set() else "disconnected"
+        return f"{counts['reachable']}/{counts['devices']} devices reachable, broker {broker}"
+
+    async def _status_loop(self) -> None:
+        last = ""
+        while True:
+            self.bus.set_counts(self.counts())
+            line = self._status_line()
+            if line != last:
+                self.notifier.notify(f"STATUS={line}")
+                last = line
+            await self.clock.sleep(1.0)
+
+    async def _watchdog(self, bus_task: asyncio.Task[None]) -> None:
+        interval = self.notifier.watchdog_interval
+        if interval is None:
+            return
+        while True:
+            # Fed only while the loop turns and the bus task lives; device health never stops the feed.
+            if not bus_task.done():
+                self.notifier.notify("WATCHDOG=1")
+            await self.clock.sleep(interval)
+
+
+async def run_daemon(config: Config, registry: DriverRegistry) -> int:
+    """`rackd run`."""
+    return await Daemon(config, registry).run()
