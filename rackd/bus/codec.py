@@ -171,6 +171,9 @@ WIRE_MODELS: Mapping[str, type[WireModel]] = {
 }
 
 
+INBOUND = frozenset({"command_request"})
+
+
 def _device_fields(site: str, device: DeviceSpec) -> dict[str, Any]:
     return {"site": site, "rack": device.rack, "device": device.id}
 
@@ -264,7 +267,8 @@ def json_schemas() -> dict[str, dict[str, Any]]:
     """JSON Schema (2020-12) of every payload, as published in docs/schemas/."""
     schemas = {}
     for name, model in WIRE_MODELS.items():
-        schema = model.model_json_schema(mode="serialization")
+        # Outbound payloads always carry every field; the inbound request may omit those with defaults.
+        schema = model.model_json_schema(mode="validation" if name in INBOUND else "serialization")
         schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
         schema["$id"] = f"https://rackd.invalid/schemas/v1/{name}.schema.json"
         schemas[name] = schema

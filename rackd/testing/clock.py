@@ -34,6 +34,11 @@ class ManualClock:
         self._seq = itertools.count()
         self.sleeps: list[float] = []  # every sleep requested, for assertions on backoff
 
+    @property
+    def epoch(self) -> dt.datetime:
+        """The wall time at which this clock started."""
+        return self._wall
+
     def monotonic(self) -> float:
         """Current fake time."""
         return self._now

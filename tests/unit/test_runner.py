@@ -1,0 +1,291 @@
+"""The device runner on a fast-forwarded clock: schedule, deadlines, backoff, availability, events."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from structlog.testing import capture_logs
+
+from rackd.config import Config, DeviceSpec
+from rackd.drivers.contract import Capability, DriverOptions, SessionContext
+from rackd.model import EventType, Health, PowerState, SensorKind
+from rackd.runtime.backoff import phase_offset
+from rackd.runtime.cursors import CursorStore
+from rackd.runtime.runner import DeviceRunner
+from rackd.testing.clock import ManualClock
+from rackd.testing.fake_driver import WORLD, FakeDevice, FakeDriver, FakeFault, FakeOptions, FakeReadingSpec
+from rackd.testing.recording_bus import RecordingPublisher
+
+CONFIG = """
+[site]
+name = "t"
+[defaults]
+poll_interval = 10
+call_timeout = 3
+open_timeout = 5
+backoff_initial = 2
+backoff_max = 60
+auth_backoff = 900
+[[node]]
+id = "gpu-01"
+rack = "r1"
+bmc = { driver = "fake", host = "a", log_entries_per_poll = 2 }
+[[node]]
+id = "gpu-02"
+rack = "r1"
+bmc = { driver = "fake", host = "b" }
+"""
+
+
+class MaxRandom(random.Random):
+    """Jitter at its upper bound, so backoff delays are exact."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
+
+class Harness:
+    def __init__(self, config: Config, tmp_path: Path) -> None:
+        self.config = config
+        self.clock = ManualClock()
+        WORLD.sleep = self.clock.sleep
+        self.bus = RecordingPublisher()
+        self.cursors = CursorStore(tmp_path / "cursors.json")
+        self.tmp_path = tmp_path
+        self.tasks: list[asyncio.Task[None]] = []
+        self.runners: dict[str, DeviceRunner] = {}
+
+    def runner(self, device: str, driver: Any = None, rng: random.Random | None = None) -> DeviceRunner:
+        spec = self.config.device(device)
+        runner = DeviceRunner(
+            spec,
+            driver or FakeDriver(),
+            self.bus,
+            self.clock,
+            self.cursors,
+            self.config.settings.defaults,
+            self.tmp_path,
+            rng or MaxRandom(),
+        )
+        self.runners[device] = runner
+        return runner
+
+    def start(self, *devices: str) -> None:
+        for device in devices:
+            runner = self.runners.get(device) or self.runner(device)
+            self.tasks.append(asyncio.create_task(runner.run()))
+
+    def device(self, host: str) -> FakeDevice:
+        return WORLD.devices[host]
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        for runner in self.runners.values():
+            await runner.aclose()
+
+
+@pytest.fixture
+def harness(load: Callable[[str], Config], tmp_path: Path) -> Harness:
+    return Harness(load(CONFIG), tmp_path)
+
+
+async def test_polls_follow_interval_and_phase_offset(harness: Harness) -> None:
+    harness.start("gpu-01", "gpu-02")
+    await harness.clock.advance(45)
+    for device in ("gpu-01", "gpu-02"):
+        phase = phase_offset(device, 10)
+        expected = [phase + k * 10 for k in range(5) if phase + k * 10 <= 45]
+        assert _telemetry_offsets(harness, device) == pytest.approx(expected)
+    assert phase_offset("gpu-01", 10) != phase_offset("gpu-02", 10)
+    await harness.stop()
+
+
+async def test_overrunning_poll_skips_ticks_instead_of_piling_up(load: Callable[[str], Config], tmp_path: Path) -> None:
+    harness = Harness(load(CONFIG.replace("call_timeout = 3", "call_timeout = 30")), tmp_path)
+    WORLD.device(FakeOptions(host="b")).call_delay = 5  # 3 calls per poll: 15 s against a 10 s interval
+    harness.start("gpu-02")
+    await harness.clock.advance(200)
+    runner = harness.runners["gpu-02"]
+    assert runner.skipped_ticks > 0
+    assert runner.available
+    starts = [t - 15 for t in _telemetry_offsets(harness, "gpu-02")[1:]]  # telemetry is stamped at poll end
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert gaps
+    assert all(gap == pytest.approx(20) for gap in gaps), gaps  # every other tick skipped, never back to back
+    await harness.stop()
+
+
+def _telemetry_offsets(harness: Harness, device: str) -> list[float]:
+    base = harness.clock.epoch
+    return [(ts - base).total_seconds() for d, _, _, ts in harness.bus.telemetry if d == device]
+
+
+async def test_hung_device_costs_only_its_own_deadline(harness: Harness) -> None:
+    harness.start("gpu-01", "gpu-02")
+    await harness.clock.advance(11)
+    polls_b = len(_telemetry_offsets(harness, "gpu-02"))
+    WORLD.devices["a"].fault = FakeFault.HANG
+    with capture_logs() as logs:
+        await harness.clock.advance(100)
+    # The healthy device kept its schedule: one poll per 10 s.
+    assert len(_telemetry_offsets(harness, "gpu-02")) - polls_b == 10
+    hung = harness.runners["gpu-01"]
+    assert not hung.available
+    assert hung.source.error is not None
+    assert "DeviceTimeoutError" in hung.source.error
+    assert [e["event"] for e in logs if e.get("device") == "gpu-01"].count("device_unavailable") == 1
+    # Every session that timed out was discarded and logged out, none leaked.
+    device = WORLD.devices["a"]
+    await harness.clock.advance(6)
+    assert device.opens >= 2
+    assert device.open_sessions <= 1
+    await harness.stop()
+    assert device.open_sessions == 0
+
+
+async def test_backoff_is_exponential_full_jitter_and_capped(harness: Harness) -> None:
+    runner = harness.runner("gpu-02")
+    harness.start("gpu-02")
+    await harness.clock.advance(11)
+    WORLD.devices["b"].fault = FakeFault.UNREACHABLE
+    harness.clock.sleeps.clear()
+    await harness.clock.advance(400)
+    backoffs = [s for s in harness.clock.sleeps if s > 0]
+    # MaxRandom puts the jitter at its bound: 2, 4, 8, 16, 32, then capped at 60.
+    assert backoffs[:7] == [2, 4, 8, 16, 32, 60, 60]
+    assert runner.failures == len(backoffs)
+    await harness.stop()
+
+
+async def test_full_jitter_spreads_retries(harness: Harness) -> None:
+    runner = harness.runner("gpu-02", rng=random.Random(7))
+    harness.start("gpu-02")
+    await harness.clock.advance(11)
+    WORLD.devices["b"].fault = FakeFault.UNREACHABLE
+    harness.clock.sleeps.clear()
+    await harness.clock.advance(300)
+    delays = [s for s in harness.clock.sleeps if s > 0][:6]
+    caps = [2, 4, 8, 16, 32, 60]
+    assert all(0 <= d <= cap for d, cap in zip(delays, caps, strict=True))
+    assert len(set(delays)) == len(delays)
+    assert runner.failures >= 6
+    await harness.stop()
+
+
+async def test_auth_failure_waits_long_and_fixed(harness: Harness) -> None:
+    WORLD.device(FakeOptions(host="b")).fault = FakeFault.AUTH
+    runner = harness.runner("gpu-02")
+    harness.start("gpu-02")
+    await harness.clock.advance(3600)
+    # One login per 15 minutes at most: the account never locks.
+    assert runner.open_attempts <= 5
+    assert WORLD.devices["b"].opens == runner.open_attempts
+    assert "AuthError" in (runner.source.error or "")
+    await harness.stop()
+
+
+async def test_availability_transitions_are_logged_and_published_once(harness: Harness) -> None:
+    harness.start("gpu-02")
+    with capture_logs() as logs:
+        await harness.clock.advance(11)
+        WORLD.devices["b"].fault = FakeFault.UNREACHABLE
+        await harness.clock.advance(300)
+        WORLD.devices["b"].fault = FakeFault.NONE
+        await harness.clock.advance(120)
+    names = [entry["event"] for entry in logs if entry.get("device") == "gpu-02"]
+    assert names.count("device_available") == 1
+    assert names.count("device_unavailable") == 1
+    assert names.count("device_recovered") == 1
+    assert len(harness.bus.events_of(EventType.UNREACHABLE)) == 1
+    assert len(harness.bus.events_of(EventType.RECOVERED)) == 1
+    assert harness.runners["gpu-02"].failures > 3
+    state = harness.bus.last_state("gpu-02")
+    assert state is not None
+    assert state.sources["bmc"].availability == "up"
+    await harness.stop()
+
+
+class BuggyDriver(FakeDriver):
+    name: ClassVar[str] = "buggy"
+    capabilities: ClassVar[frozenset[Capability]] = FakeDriver.capabilities
+    options_model: ClassVar[type[DriverOptions]] = FakeOptions
+
+    async def open(self, context: SessionContext, options: Any) -> Any:
+        session = await super().open(context, options)
+
+        async def broken() -> Any:
+            return 1 / 0
+
+        session.read_sensors = broken  # type: ignore[method-assign]  # inject a driver bug
+        return session
+
+
+async def test_a_driver_bug_is_contained_in_its_runner(harness: Harness) -> None:
+    harness.runner("gpu-01", driver=BuggyDriver())
+    harness.start("gpu-01", "gpu-02")
+    with capture_logs() as logs:
+        await harness.clock.advance(100)
+    assert any(entry["event"] == "driver_bug" for entry in logs)
+    assert not harness.runners["gpu-01"].available
+    assert "ZeroDivisionError" in (harness.runners["gpu-01"].source.error or "")
+    assert len(_telemetry_offsets(harness, "gpu-02")) == 10
+    await harness.stop()
+
+
+async def test_power_change_log_entries_and_cursor_survive_restart(harness: Harness, tmp_path: Path) -> None:
+    harness.start("gpu-01")
+    await harness.clock.advance(35)
+    # First read only positions the cursor; each later poll yields two records.
+    entries = harness.bus.events_of(EventType.LOG_ENTRY)
+    polls = harness.runners["gpu-01"].polls
+    assert len(entries) == 2 * (polls - 1)
+    assert [e.data["seq"] for e in entries] == list(range(3, 3 + len(entries)))
+    WORLD.devices["a"].power["chassis"] = PowerState.OFF
+    await harness.clock.advance(10)
+    (changed,) = harness.bus.events_of(EventType.POWER_CHANGED)
+    assert changed.data == {"target": "chassis", "from": "on", "to": "off"}
+    await harness.stop()
+    seen = len(harness.bus.events_of(EventType.LOG_ENTRY))
+
+    # A new runner (daemon restart) resumes from the stored cursor: no replay, no gap.
+    restarted = Harness(harness.config, tmp_path)
+    restarted.bus = harness.bus
+    restarted.start("gpu-01")
+    await restarted.clock.advance(15)
+    seqs = [e.data["seq"] for e in harness.bus.events_of(EventType.LOG_ENTRY)]
+    assert len(seqs) > seen
+    assert seqs == sorted(set(seqs))
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    await restarted.stop()
+
+
+async def test_threshold_crossing_raises_one_event(harness: Harness) -> None:
+    harness.start("gpu-02")
+    await harness.clock.advance(11)
+    device = WORLD.devices["b"]
+    device.readings = [
+        FakeReadingSpec(sensor="inlet_temp", kind=SensorKind.TEMPERATURE, value=41.0, health=Health.CRITICAL)
+    ]
+    await harness.clock.advance(30)
+    (crossed,) = harness.bus.events_of(EventType.THRESHOLD_CROSSED)
+    assert crossed.severity == "critical"
+    assert crossed.data["sensor"] == "inlet_temp"
+    assert crossed.data["from"] == "ok"
+    state = harness.bus.last_state("gpu-02")
+    assert state is not None
+    assert state.health is Health.CRITICAL
+    assert state.figures["hottest_temp"] == 41.0
+    await harness.stop()
+
+
+def test_spec_is_hashable_for_reload(harness: Harness) -> None:
+    spec: DeviceSpec = harness.config.device("gpu-01")
+    assert spec == harness.config.device("gpu-01")
