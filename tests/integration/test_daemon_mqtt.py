@@ -1,0 +1,207 @@
+"""End to end: `rackd run` as a subprocess with the fake driver, against a real mosquitto on loopback."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from rackd.testing.broker import Mosquitto
+from rackd.testing.processes import DaemonProcess
+from rackd.testing.watcher import MqttWatcher, Received
+
+pytestmark = pytest.mark.integration
+
+SCHEMAS = Path(__file__).resolve().parents[2] / "docs" / "schemas"
+ROOT = "rackd/v1/lab"
+
+
+def config_text(port: int, state_dir: Path, interval: float = 0.25) -> str:
+    return textwrap.dedent(
+        f"""
+        [site]
+        name = "lab"
+        [daemon]
+        instance = "it"
+        state_dir = "{state_dir}"
+        shutdown_grace = 5
+        [mqtt]
+        url = "mqtt://127.0.0.1:{port}"
+        [defaults]
+        poll_interval = {interval}
+        call_timeout = 2
+        backoff_initial = 0.2
+        backoff_max = 1
+        [[pdu]]
+        id = "pdu-a1"
+        rack = "r1"
+        driver = "fake"
+        host = "pdu-a1"
+        targets = ["1", "2"]
+        [[node]]
+        id = "gpu-01"
+        rack = "r1"
+        outlets = ["pdu-a1:1"]
+        bmc = {{ driver = "fake", host = "gpu-01", log_entries_per_poll = 1 }}
+        """
+    )
+
+
+def schema(name: str) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(json.loads((SCHEMAS / f"{name}.schema.json").read_text()))
+
+
+@pytest.fixture
+def make_daemon(tmp_path: Path) -> Iterator[Callable[[int], DaemonProcess]]:
+    daemons: list[DaemonProcess] = []
+
+    def make(port: int) -> DaemonProcess:
+        config = tmp_path / "rackd.toml"
+        config.write_text(config_text(port, tmp_path / "state"))
+        daemon = DaemonProcess(config, tmp_path / f"daemon-{len(daemons)}.log")
+        daemons.append(daemon)
+        return daemon
+
+    yield make
+    for daemon in daemons:
+        daemon.cleanup()
+
+
+def is_event(m: Received) -> bool:
+    return m.topic == f"{ROOT}/r1/gpu-01/event" and m.json()["type"] == "log_entry"
+
+
+def spooled(state_dir: Path) -> int:
+    path = state_dir / "spool.sqlite3"
+    if not path.exists():
+        return 0
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        try:
+            count: int = db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+        except sqlite3.OperationalError:
+            return 0
+        return count
+
+
+def wait_until(condition: Callable[[], bool], within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not reached within {within} s")
+        time.sleep(0.05)  # polling an external condition (another process's file) under a deadline
+
+
+async def test_status_telemetry_and_state_arrive_and_validate(
+    broker: Mosquitto, make_daemon: Callable[[int], DaemonProcess]
+) -> None:
+    daemon = make_daemon(broker.port)
+    async with MqttWatcher(broker.port, f"{ROOT}/#") as watcher:
+        daemon.start()
+        (status,) = await watcher.wait_for(
+            lambda m: m.topic.endswith("/_daemon/it/status") and m.json()["state"] == "online"
+        )
+        schema("daemon_status").validate(status.json())
+        for device in ("gpu-01", "pdu-a1"):
+            telemetry = await watcher.wait_for(lambda m, d=device: m.topic == f"{ROOT}/r1/{d}/telemetry", count=2)
+            states = await watcher.wait_for(lambda m, d=device: m.topic == f"{ROOT}/r1/{d}/state")
+            for message in telemetry:
+                schema("telemetry").validate(message.json())
+            for message in states:
+                schema("state").validate(message.json())
+        events = await watcher.wait_for(is_event, count=3)
+        for message in events:
+            schema("event").validate(message.json())
+        node_state = watcher.matching(lambda m: m.topic == f"{ROOT}/r1/gpu-01/state")[-1].json()
+        assert node_state["power"] == {"chassis": "on"}
+        assert node_state["sources"]["bmc"]["availability"] == "up"
+        assert node_state["inventory"]["model"] == "FakeServer 9000"
+        pdu_state = watcher.matching(lambda m: m.topic == f"{ROOT}/r1/pdu-a1/state")[-1].json()
+        assert pdu_state["power"] == {"1": "on", "2": "on"}
+        assert pdu_state["kind"] == "pdu"
+        sensors = {r["sensor"]: r for r in telemetry[-1].json()["readings"]}
+        assert sensors["system_power"]["unit"] == "W"
+    assert daemon.stop() == 0
+
+
+async def test_sigterm_leaves_offline_retained_and_exits_zero(
+    broker: Mosquitto, make_daemon: Callable[[int], DaemonProcess]
+) -> None:
+    daemon = make_daemon(broker.port)
+    daemon.start()
+    async with MqttWatcher(broker.port, f"{ROOT}/_daemon/+/status") as watcher:
+        await watcher.wait_for(lambda m: m.json()["state"] == "online")
+    assert daemon.stop(signal.SIGTERM) == 0
+    names = [entry["event"] for entry in daemon.logs()]
+    assert "shutdown_requested" in names
+    assert "daemon_stopped" in names
+    async with MqttWatcher(broker.port, f"{ROOT}/_daemon/+/status") as late:
+        (retained,) = await late.wait_for(lambda m: m.retain)
+        assert retained.json()["state"] == "offline"
+        schema("daemon_status").validate(retained.json())
+
+
+async def test_broker_outage_loses_no_events(tmp_path: Path, make_daemon: Callable[[int], DaemonProcess]) -> None:
+    broker = Mosquitto(persistence=True)  # the watcher's durable session must survive the broker restart
+    broker.start()
+    try:
+        daemon = make_daemon(broker.port)
+        async with MqttWatcher(broker.port, f"{ROOT}/+/+/event", client_id="watcher", persistent=True) as watcher:
+            daemon.start()
+            await watcher.wait_for(is_event, count=5)
+            broker.stop()
+            # ~10 s of events (one per 0.25 s poll) pile up in the daemon's spool while the broker is gone.
+            wait_until(lambda: spooled(tmp_path / "state") >= 40, 30, "events spooled during the outage")
+            broker.start()
+            held = spooled(tmp_path / "state")
+            before = len(watcher.matching(is_event))
+            await watcher.wait_for(is_event, count=before + held + 5, within=30)
+        assert daemon.stop() == 0
+        events = [m.json() for m in watcher.matching(is_event)]
+        seqs = [e["data"]["seq"] for e in events]
+        ids = [e["id"] for e in events]
+        unique = list(dict.fromkeys(seqs))
+        # Nothing lost, in order: every record from the first to the last, each first seen in sequence.
+        assert unique == list(range(unique[0], unique[0] + len(unique)))
+        # QoS 1 is at-least-once: only a message in flight when the broker died may arrive twice.
+        assert len(ids) - len(set(ids)) <= 1
+        logs = [entry["event"] for entry in daemon.logs()]
+        assert logs.count("mqtt_unavailable") == 1  # the outage is logged once, not per retry
+        assert logs.count("mqtt_connected") == 2
+    finally:
+        broker.cleanup()
+
+
+async def test_restart_delivers_events_spooled_by_the_previous_run(
+    tmp_path: Path, make_daemon: Callable[[int], DaemonProcess]
+) -> None:
+    broker = Mosquitto()  # not started yet: the first run has no broker
+    first = make_daemon(broker.port)
+    first.start()
+    wait_until(lambda: spooled(tmp_path / "state") >= 8, 30, "events spooled with no broker")
+    assert first.stop() == 0
+    left = spooled(tmp_path / "state")
+    assert left >= 8
+    broker.start()
+    try:
+        async with MqttWatcher(broker.port, f"{ROOT}/+/+/event") as watcher:
+            second = make_daemon(broker.port)
+            second.start()
+            await watcher.wait_for(is_event, count=left + 3)
+            assert second.stop() == 0
+        boots = list(dict.fromkeys(m.json()["data"]["boot"] for m in watcher.matching(is_event)))
+        assert len(boots) == 2  # the first run's events, then the second run's
+        first_run = [
+            m.json()["data"]["seq"] for m in watcher.matching(is_event) if m.json()["data"]["boot"] == boots[0]
+        ]
+        assert len(first_run) == left  # every spooled event of the first run, once
+        assert first_run == list(range(first_run[0], first_run[0] + len(first_run)))
+        assert spooled(tmp_path / "state") == 0
+    finally:
+        broker.cleanup()
