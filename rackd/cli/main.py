@@ -44,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     poll.add_argument("--json", action="store_true", help="machine-readable output")
     poll.set_defaults(func=daemon_commands.poll)
 
+    demo = sub.add_parser("demo", help="run a broker and the daemon on the example rack, on this machine")
+    demo.add_argument("-c", "--config", type=Path, help="config to run instead of the example")
+    demo.set_defaults(func=_demo)
+
     drivers = sub.add_parser("drivers", help="list installed drivers and their capabilities")
     drivers.add_argument("--json", action="store_true")
     drivers.set_defaults(func=daemon_commands.drivers)
@@ -55,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     else:
         add_sim_commands(sub)
     return parser
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from rackd.cli.demo import demo  # noqa: PLC0415 - pulls in the runtime only when asked
+
+    return demo(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
