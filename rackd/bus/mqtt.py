@@ -23,7 +23,7 @@ from rackd.bus.codec import (
     state_payload,
     telemetry_payload,
 )
-from rackd.bus.spool import Spool, SpoolEntry
+from rackd.bus.spool import PINNED_PREFIX, Spool, SpoolEntry
 from rackd.bus.topics import Topics
 from rackd.config import DeviceSpec, MqttConfig
 from rackd.model import CommandResult, Event, EventType, Reading, Severity
@@ -155,7 +155,9 @@ class MqttBus:
             message=message,
             data=data,
         )
-        self.spool.append(f"event:{event_id}", self.topics.daemon_event(self._instance), payload.encode())
+        self.spool.append(
+            f"{PINNED_PREFIX}event:{event_id}", self.topics.daemon_event(self._instance), payload.encode()
+        )
 
     def _status_payload(self, state: str) -> DaemonStatusPayload:
         return DaemonStatusPayload(

@@ -21,6 +21,9 @@ CREATE TABLE IF NOT EXISTS outbox (
 """
 
 
+PINNED_PREFIX = "pinned:"  # keys that the overflow trim never drops
+
+
 @dataclass(frozen=True, slots=True)
 class SpoolEntry:
     """One message waiting for its PUBACK."""
@@ -53,7 +56,10 @@ class Spool:
         return self._count
 
     def append(self, key: str, topic: str, payload: bytes, correlation: bytes | None = None) -> int:
-        """Add a message (a key already present is ignored); returns how many oldest entries were dropped."""
+        """Add a message (a key already present is ignored); returns how many oldest entries were dropped.
+
+        Keys starting with PINNED_PREFIX survive the trim; they may take the spool past its bound by their count.
+        """
         cursor = self._db.execute(
             "INSERT OR IGNORE INTO outbox (key, topic, payload, correlation) VALUES (?, ?, ?, ?)",
             (key, topic, payload, correlation),
@@ -63,9 +69,13 @@ class Spool:
         if excess <= 0:
             return 0
         # Full: drop the oldest, so that what reaches operators after a long outage is the recent picture.
-        self._db.execute("DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT ?)", (excess,))
-        self._count -= excess
-        return excess
+        # Pinned entries (the notice that the spool overflowed) are never dropped, or the notice would be lost.
+        cursor = self._db.execute(
+            "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE key NOT LIKE ? ORDER BY seq LIMIT ?)",
+            (f"{PINNED_PREFIX}%", excess),
+        )
+        self._count -= cursor.rowcount
+        return cursor.rowcount
 
     def peek(self, limit: int = 100) -> list[SpoolEntry]:
         """The oldest entries, in order."""

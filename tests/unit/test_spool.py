@@ -41,3 +41,12 @@ def test_correlation_data_is_kept(tmp_path: Path) -> None:
     (entry,) = spool.peek()
     assert entry.correlation == b"\x00\x01corr"
     assert entry.topic == "reply/topic"
+
+
+def test_pinned_entries_survive_the_trim(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "s.sqlite3", max_messages=3)
+    spool.append("event:0", "t", b"0")
+    spool.append("pinned:notice", "t", b"notice")
+    for i in range(1, 8):
+        spool.append(f"event:{i}", "t", f"{i}".encode())
+    assert [e.payload for e in spool.peek()] == [b"notice", b"6", b"7"]
