@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from rackd.console.config import ConsoleConfig, ConsoleSettings
 from rackd.drivers.contract import DriverOptions
 from rackd.drivers.registry import DriverRegistry
 from rackd.errors import ConfigError, ConfigIssue, DriverNotFoundError, SecretError
@@ -111,6 +112,17 @@ class MqttConfig(_Strict):
         return urlsplit(self.url).port or (8883 if self.tls else 1883)
 
 
+class ControlConfig(_Strict):
+    """Roles on the control socket: user names, or `@group` for every member of a group.
+
+    root and the daemon's own user are always admins; anyone else not listed is refused.
+    """
+
+    viewers: list[str] = []  # status, sensors, events, console watch
+    operators: list[str] = []  # + power, outlets, console write
+    admins: list[str] = []  # + protected targets, bulk actions over the threshold
+
+
 class DefaultsConfig(_Strict):
     """Defaults for every device; a device may override its poll interval and call timeout."""
 
@@ -138,12 +150,6 @@ class DriverTable(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     driver: str
-
-
-class ConsoleConfig(_Strict):
-    """A node's serial console: a transport URL (rfc2217://, telnet://, tcp://, ssh://, serial://, ipmi-sol)."""
-
-    url: str
 
 
 _OUTLET_RE = re.compile(r"^(?P<pdu>[A-Za-z0-9][A-Za-z0-9_.-]*):(?P<outlet>[A-Za-z0-9_.-]+)$")
@@ -196,6 +202,8 @@ class RackdSettings(BaseSettings):
     daemon: DaemonConfig = DaemonConfig()
     mqtt: MqttConfig = MqttConfig()
     defaults: DefaultsConfig = DefaultsConfig()
+    control: ControlConfig = ControlConfig()
+    console: ConsoleSettings = ConsoleSettings()
     node: list[NodeConfig] = []
     pdu: list[PduConfig] = []
     console_server: list[ConsoleServerConfig] = []

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Protocol
 
 import structlog
 
 from rackd.bus.mqtt import MqttBus
 from rackd.config import Config
+from rackd.control.peers import RoleMap
+from rackd.control.server import ControlServer
 from rackd.drivers.registry import DriverRegistry
 from rackd.errors import DriverNotFoundError
 from rackd.runtime.clock import Clock, SystemClock
@@ -19,6 +23,33 @@ from rackd.runtime.runner import DeviceRunner
 from rackd.systemd import Notifier
 
 log = structlog.get_logger(__name__)
+
+
+class Service(Protocol):
+    """A long-running part of the daemon beside the runners (console service, command intake)."""
+
+    def register_operations(self, control: ControlServer) -> None:
+        """Add its control-socket operations."""
+
+    async def run(self) -> None:
+        """Run until cancelled; faults of single devices never escape."""
+
+    async def aclose(self) -> None:
+        """Release everything at shutdown (within the grace period)."""
+
+
+def _service_factories() -> list[Callable[[Daemon], Service]]:
+    factories: list[Callable[[Daemon], Service]] = []
+    try:
+        from rackd.console.service import (  # type: ignore[import-not-found,unused-ignore]  # noqa: PLC0415 - arrives with the console issue
+            ConsoleService,
+        )
+    except ModuleNotFoundError as exc:
+        if exc.name != "rackd.console.service":
+            raise
+    else:
+        factories.append(lambda daemon: ConsoleService(daemon.config, daemon.registry, daemon.bus, daemon.clock))
+    return factories
 
 
 def rackd_version() -> str:
@@ -62,6 +93,14 @@ class Daemon:
             self.runners.append(
                 DeviceRunner(spec, driver, self.bus, self.clock, self.cursors, settings.defaults, self.state_dir)
             )
+        control = settings.control
+        self.control = ControlServer(
+            settings.daemon.control_socket,
+            RoleMap(frozenset(control.viewers), frozenset(control.operators), frozenset(control.admins)),
+        )
+        self.services = [factory(self) for factory in SERVICE_FACTORIES]
+        for service in self.services:
+            service.register_operations(self.control)
         self.notifier = Notifier()
         self._stop = asyncio.Event()
 
@@ -82,6 +121,7 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
         log.info("daemon_starting", site=self.config.site, devices=len(self.runners), config=self.config.source)
+        await self.control.start()
         try:
             async with asyncio.TaskGroup() as group:
                 bus_task = group.create_task(self.bus.run(), name="bus")
@@ -91,6 +131,7 @@ class Daemon:
                 helpers = [
                     group.create_task(self._status_loop(), name="status"),
                     group.create_task(self._watchdog(bus_task), name="watchdog"),
+                    *(group.create_task(s.run(), name=type(s).__name__) for s in self.services),
                 ]
                 await self.bus.first_attempt_done.wait()
                 self.notifier.notify("READY=1", f"STATUS={self._status_line()}")
@@ -102,12 +143,14 @@ class Daemon:
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
+            await self.control.close()
             self.bus.close_spool()
         log.info("daemon_stopped")
         return 0
 
     async def _shutdown(self, runner_tasks: list[asyncio.Task[None]]) -> None:
         self.notifier.notify("STOPPING=1")
+        await self.control.close()  # stop intake first
         grace = self.config.settings.daemon.shutdown_grace
         for runner in self.runners:
             runner.request_stop()
@@ -118,6 +161,7 @@ class Daemon:
             await asyncio.gather(*runner_tasks, return_exceptions=True)
         try:
             async with asyncio.timeout(grace):
+                await asyncio.gather(*(service.aclose() for service in self.services), return_exceptions=True)
                 await asyncio.gather(*(runner.aclose() for runner in self.runners), return_exceptions=True)
                 await self.registry.aclose()
         except TimeoutError:
@@ -149,6 +193,9 @@ class Daemon:
             if not bus_task.done():
                 self.notifier.notify("WATCHDOG=1")
             await self.clock.sleep(interval)
+
+
+SERVICE_FACTORIES = _service_factories()
 
 
 async def run_daemon(config: Config, registry: DriverRegistry) -> int:

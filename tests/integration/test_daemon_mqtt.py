@@ -31,6 +31,7 @@ def config_text(port: int, state_dir: Path, interval: float = 0.25) -> str:
         [daemon]
         instance = "it"
         state_dir = "{state_dir}"
+        control_socket = "{state_dir}/control.sock"
         shutdown_grace = 5
         [mqtt]
         url = "mqtt://127.0.0.1:{port}"
