@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
@@ -10,6 +11,13 @@ from pathlib import Path
 
 from rackd.cli import daemon_commands
 from rackd.logs import configure_logging
+
+# Modules that add their own subcommands with `add_parser(subparsers)`.
+COMMAND_MODULES = (
+    "rackd.cli.console_cmd",  # rackd console NODE …
+    "rackd.cli.operator",  # rackd status / power / outlet / events / sensors
+    "rackd_sim.cli",  # rackd sim KIND …
+)
 
 
 def _version() -> str:
@@ -52,12 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
     drivers.add_argument("--json", action="store_true")
     drivers.set_defaults(func=daemon_commands.drivers)
 
-    try:
-        from rackd_sim.cli import add_sim_commands  # noqa: PLC0415 - simulators are optional at run time
-    except ModuleNotFoundError:
-        pass
-    else:
-        add_sim_commands(sub)
+    for module_name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name is not None and module_name.startswith(exc.name):
+                continue  # that part is not built (or not installed)
+            raise
+        module.add_parser(sub)
     return parser
 
 

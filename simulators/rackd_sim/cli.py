@@ -15,7 +15,7 @@ SIMULATOR_MODULES = {
 }
 
 
-def add_sim_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register `rackd sim KIND` for every simulator whose module is present."""
     sim = subparsers.add_parser("sim", help="run device simulators on loopback (prints one JSON line when ready)")
     kinds = sim.add_subparsers(dest="sim_kind", required=True, metavar="KIND")
