@@ -18,7 +18,7 @@ EPDU = Profile(
     name="eaton_epdu",
     description="Eaton ePDU G2/G3 (EATON-EPDU-MIB)",
     sys_object_ids=(_EPDU,),
-    probe=f"{_EPDU}.1",
+    probe=_EPDU,
     tables=(
         # The first index part is strappingIndex (daisy chain, 0 = master).
         MetricTable(

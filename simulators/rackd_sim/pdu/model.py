@@ -110,6 +110,17 @@ class SimulatedPdu:
         self.outlets[number].load_w = max(0.0, watts)
         self.changed()
 
+    def set_power_on(self, number: int, setting: PowerOn) -> None:
+        """Change what an outlet does when the PDU powers up (the safety setting rackd reports)."""
+        self.outlets[number].power_on = setting
+        self.changed()
+
+    def set_energy(self, number: int, watt_hours: float) -> None:
+        """Set an outlet's energy meter (a user reset on the PDU, or a test seeding a value)."""
+        self.meter()
+        self.outlets[number].energy_wh = max(0.0, watt_hours)
+        self.changed()
+
     def meter(self) -> None:
         """Advance every energy counter to now."""
         now = time.monotonic()

@@ -31,13 +31,11 @@ class ApcRpdu2(VendorSim):
         """Names, numbers, power-on delays; the command column."""
         for number, outlet in pdu.outlets.items():
             row = self.outlet_index(number)
-            power_on_delay = -1 if outlet.power_on is PowerOn.OFF else 0
             for table in (_CONFIG, _STATUS, _CONTROL):
                 store.put(oid(f"{table}.1") + row, integer(number))
                 store.put(oid(f"{table}.2") + row, integer(1))
                 store.put(oid(f"{table}.3") + row, text(outlet.name))
                 store.put(oid(f"{table}.4") + row, integer(number))
-            store.put(oid(f"{_CONFIG}.5") + row, integer(power_on_delay))
             store.put(oid(f"{_CONFIG}.6") + row, integer(round(pdu.timing.delayed)))
             store.put(oid(f"{_CONFIG}.7") + row, integer(max(5, round(pdu.timing.reboot_off))))
             store.put(oid(f"{_METERED}.1") + row, integer(number))
@@ -64,6 +62,7 @@ class ApcRpdu2(VendorSim):
         """States, pending flags, meters, device and phase totals."""
         for number, outlet in pdu.outlets.items():
             row = self.outlet_index(number)
+            store.put(oid(f"{_CONFIG}.5") + row, integer(-1 if outlet.power_on is PowerOn.OFF else 0))
             store.put(oid(f"{_STATUS}.5") + row, integer(2 if outlet.on else 1))
             store.put(oid(f"{_STATUS}.6") + row, integer(1 if outlet.pending else 2))
             store.put(oid(f"{_CONTROL}.5") + row, integer(1 if outlet.on else 2))  # reads back the state

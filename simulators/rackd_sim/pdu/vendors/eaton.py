@@ -38,7 +38,6 @@ class EatonEpdu(VendorSim):
             store.put(oid(f"{_OUTLET_CONFIG}.2") + row, text(str(number)))
             store.put(oid(f"{_OUTLET_CONFIG}.3") + row, text(outlet.name))
             store.put(oid(f"{_OUTLET_CONFIG}.6") + row, text(f"A{number}"))
-            store.put(oid(f"{_CONTROL}.6") + row, integer(_POWER_ON[outlet.power_on]))
             store.put(oid(f"{_CONTROL}.8") + row, integer(max(1, round(pdu.timing.reboot_off))))
         self.add_control(f"{_CONTROL}.3", pdu.outlets, lambda number: self._delayed(number, Op.OFF))
         self.add_control(f"{_CONTROL}.4", pdu.outlets, lambda number: self._delayed(number, Op.ON))
@@ -66,6 +65,7 @@ class EatonEpdu(VendorSim):
             else:
                 status = _STATUS_ON if outlet.on else _STATUS_OFF
             store.put(oid(f"{_CONTROL}.2") + row, integer(status))
+            store.put(oid(f"{_CONTROL}.6") + row, integer(_POWER_ON[outlet.power_on]))
             for column in (3, 4, 5):
                 store.put(oid(f"{_CONTROL}.{column}") + row, integer(-1))  # no countdown running
             store.put(oid(_CURRENT) + row, integer(round(pdu.current_a(outlet) * 1000)))

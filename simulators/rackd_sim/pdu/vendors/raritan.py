@@ -40,7 +40,6 @@ class RaritanPdu2(VendorSim):
             store.put(oid(f"{_OUTLET_CONFIG}.2") + row, text(str(number)))
             store.put(oid(f"{_OUTLET_CONFIG}.3") + row, text(outlet.name))
             store.put(oid(f"{_OUTLET_CONFIG}.12") + row, gauge(max(1, round(pdu.timing.reboot_off))))
-            store.put(oid(f"{_OUTLET_CONFIG}.13") + row, integer(_STARTUP[outlet.power_on]))
             for sensor, digits in _DECIMALS.items():
                 store.put(oid(_OUTLET_DECIMALS) + row + (sensor,), gauge(digits))
         for sensor, digits in _DECIMALS.items():
@@ -63,6 +62,7 @@ class RaritanPdu2(VendorSim):
         """Switching states and the outlet and inlet sensors (raw values scaled by the decimals above)."""
         for number, outlet in pdu.outlets.items():
             row = self.outlet_index(number)
+            store.put(oid(f"{_OUTLET_CONFIG}.13") + row, integer(_STARTUP[outlet.power_on]))
             store.put(oid(f"{_CONTROL}.2") + row, integer(1 if outlet.on else 0))
             store.put(oid(f"{_CONTROL}.3") + row, integer(7 if outlet.on else 8))
             store.put(oid(_OUTLET_READING) + row + (_CURRENT,), gauge(pdu.current_a(outlet) * 1000))

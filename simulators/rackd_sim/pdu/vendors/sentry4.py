@@ -33,7 +33,6 @@ class Sentry4(VendorSim):
         for number, outlet in pdu.outlets.items():
             row = self.outlet_index(number)
             store.put(oid(f"{_OUTLET_CONFIG}.3") + row, text(outlet.name))
-            store.put(oid(f"{_OUTLET_CONFIG}.20") + row, integer(_WAKEUP[outlet.power_on]))
         self.add_control(f"{_OUTLET_CONTROL}.2", pdu.outlets, self._action)
 
     @staticmethod
@@ -63,6 +62,7 @@ class Sentry4(VendorSim):
                 control_state = _PEND_ON if outlet.pending is Op.ON else _PEND_OFF
             else:
                 control_state = _ON if outlet.on else _OFF
+            store.put(oid(f"{_OUTLET_CONFIG}.20") + row, integer(_WAKEUP[outlet.power_on]))
             store.put(oid(f"{_OUTLET_MONITOR}.1") + row, integer(1 if outlet.on else 2))
             store.put(oid(f"{_OUTLET_MONITOR}.3") + row, integer(round(pdu.current_a(outlet) * 100)))
             store.put(oid(f"{_OUTLET_MONITOR}.7") + row, integer(round(outlet.power_w)))
