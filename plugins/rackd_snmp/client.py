@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
+from pysnmp.carrier.asyncio.dgram import udp
 from pysnmp.error import PySnmpError
 from pysnmp.hlapi.v3arch.asyncio import (
     USM_AUTH_HMAC96_SHA,
@@ -45,6 +47,7 @@ Index = tuple[int, ...]
 Value = int | str | None  # None: the agent has no such instance
 MAX_VARBINDS = 64  # snmpsim and the pysnmp agent truncate GETBULK replies here; many PDUs do worse
 MAX_PAGES = 256  # a walk that needs more requests than this is an agent that never ends its table
+RECEIVE_BUFFER = 4 << 20  # replies of many PDUs land on one socket; the default ~208 KiB overflows
 
 _AUTH_FAILURES = (
     errind.WrongDigest,
@@ -71,6 +74,7 @@ class EnginePool:
         self._engine: SnmpEngine | None = None
         self._max_in_flight = max_in_flight
         self._in_flight: asyncio.Semaphore | None = None
+        self._socket_tuned = False
 
     @property
     def engine(self) -> SnmpEngine:
@@ -86,8 +90,34 @@ class EnginePool:
             self._in_flight = asyncio.Semaphore(self._max_in_flight)
         return self._in_flight
 
+    def _socket(self) -> Any:
+        """The TransportSocket of the engine's UDP endpoint (it supports get/setsockopt), or None."""
+        dispatcher = self._engine.transport_dispatcher if self._engine is not None else None
+        transport = dispatcher.get_transport(udp.DOMAIN_NAME) if dispatcher is not None else None
+        asyncio_transport = getattr(transport, "transport", None)
+        return asyncio_transport.get_extra_info("socket") if asyncio_transport is not None else None
+
+    def tune_socket(self) -> None:
+        """Raise the shared socket's receive buffer once it exists (pysnmp opens it on the first request)."""
+        if self._socket_tuned:
+            return
+        sock = self._socket()
+        if sock is None:
+            return
+        self._socket_tuned = True
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        except OSError as exc:  # capped by net.core.rmem_max; the in-flight cap still protects us
+            log.warning("snmp_receive_buffer_not_raised", error=str(exc))
+
+    def receive_buffer(self) -> int | None:
+        """The shared socket's receive buffer in bytes (None before the first request)."""
+        sock = self._socket()
+        return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)) if sock is not None else None
+
     def close(self) -> None:
         """Close the engine's socket and timers; safe to call more than once."""
+        self._socket_tuned = False
         engine, self._engine = self._engine, None
         if engine is not None:
             engine.close_dispatcher()
@@ -190,6 +220,7 @@ class SnmpClient:
                 raise DeviceProtocolError(f"{self._endpoint}: {what}: {exc}") from None
             except OSError as exc:
                 raise DeviceUnreachableError(f"{self._endpoint}: {what}: {exc.strerror or exc}") from None
+        self._pool.tune_socket()
         self._check(what, error_indication)
         status_name = status.prettyPrint() if status else ""
         return _Reply(status_name, int(index or 0), varbinds)

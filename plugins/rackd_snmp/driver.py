@@ -32,6 +32,11 @@ class SnmpDriver:
         context.log.info("pdu_session_opened", device=context.device_id, profile=layout.profile.name)
         return SnmpSession(client, layout, options)
 
+    @property
+    def pool(self) -> EnginePool:
+        """The process's SNMP engine and in-flight cap (diagnostics and tests)."""
+        return self._pool
+
     async def aclose(self) -> None:
         """Close the engine and its UDP socket."""
         self._pool.close()

@@ -16,6 +16,7 @@ from rackd.drivers.contract import SessionContext
 from rackd.errors import AuthError, DeviceTimeoutError
 from rackd.model import Health, PowerAction, PowerState
 from rackd.testing.conformance import check_driver
+from rackd_snmp.client import RECEIVE_BUFFER
 from rackd_snmp.driver import SnmpDriver
 from rackd_snmp.options import SnmpOptions
 from rackd_snmp.session import SnmpSession
@@ -143,3 +144,23 @@ async def test_conformance_suite(simulated: Simulated, tmp_path: Path) -> None:
         await snmp_driver.aclose()
     assert report.problems == []
     assert len(report.power) == 8
+
+
+async def test_many_pdus_share_one_engine_under_a_small_in_flight_cap(
+    simulated: Simulated, context: SessionContext
+) -> None:
+    sim = simulated(*(PduSpec(name=f"pdu{n}", vendor="apc_rpdu2", outlets=24) for n in range(12)))
+    snmp_driver = SnmpDriver(max_in_flight=2)
+    try:
+        sessions = [await snmp_driver.open(context, v2_options(agent.endpoint)) for agent in sim.agents.values()]
+        engine = snmp_driver.pool.engine
+        results = await asyncio.gather(*(session.read_sensors() for session in sessions))
+        assert all(len(readings) == len(results[0]) for readings in results)
+        assert snmp_driver.pool.engine is engine
+        buffer = snmp_driver.pool.receive_buffer()
+        assert buffer is not None
+        rmem_max = Path("/proc/sys/net/core/rmem_max")
+        if rmem_max.exists():  # the kernel caps the request at rmem_max (and reports double what it grants)
+            assert buffer >= min(RECEIVE_BUFFER, int(rmem_max.read_text()))
+    finally:
+        await snmp_driver.aclose()
