@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import tomllib
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -104,3 +107,13 @@ def test_options_validate_versions_profiles_and_extra_keys() -> None:
         SnmpOptions.model_validate({"host": "pdu", "profile": "nope", "snmp": {"version": "1", "community": "c"}})
     with pytest.raises(ValidationError):
         SnmpOptions.model_validate({"host": "pdu", "bogus": 1, "snmp": {"version": "1", "community": "c"}})
+
+
+COMMON_DEVICE_KEYS = {"id", "rack", "driver", "protected", "tags", "poll_interval", "call_timeout"}
+
+
+def test_sample_config_pdu_tables_validate() -> None:
+    sample = tomllib.loads((Path(__file__).parents[1] / "sample.toml").read_text(encoding="utf-8"))
+    for table in sample["pdu"]:
+        options = SnmpOptions.model_validate({k: v for k, v in table.items() if k not in COMMON_DEVICE_KEYS})
+        assert options.host
