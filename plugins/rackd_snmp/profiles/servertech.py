@@ -116,9 +116,10 @@ SENTRY3 = Profile(
     outlets=(
         OutletTable(
             state_column=f"{_S3}.3.1.5",
-            # 0 off, 1 on, 4/5 off/on with error, 8/9 off/on with a blown fuse; 2/3 are offWait/onWait.
-            states={0: PowerState.OFF, 1: PowerState.ON, 4: PowerState.OFF, 5: PowerState.ON,
-                    8: PowerState.OFF, 9: PowerState.ON},
+            # 0 off, 1 on, 4/5 off/on with error, 8/9 off/on with a blown fuse; offWait (2) is still on and
+            # onWait (3) still off until the pending command acts.
+            states={0: PowerState.OFF, 1: PowerState.ON, 2: PowerState.ON, 3: PowerState.OFF, 4: PowerState.OFF,
+                    5: PowerState.ON, 8: PowerState.OFF, 9: PowerState.ON},
             commands={PowerAction.ON: Command(_S3_CONTROL, 1), PowerAction.OFF: Command(_S3_CONTROL, 2)},
             native_cycle=Command(_S3_CONTROL, 3),
             pending_states=frozenset({2, 3}),
