@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -123,6 +123,25 @@ class ControlConfig(_Strict):
     admins: list[str] = []  # + protected targets, bulk actions over the threshold
 
 
+class ActionsConfig(_Strict):
+    """Safety settings of power and outlet actions."""
+
+    min_interval: Annotated[float, Field(ge=0)] = 30.0  # s between two actions on one target
+    cycle_off_time: Annotated[float, Field(ge=0)] = 5.0  # s a cycled target stays observed-off
+    soft_off_timeout: Seconds = 120.0  # s an OS gets to shut down after soft_off before escalation
+    verify_interval: Seconds = 1.0  # first wait between state checks while verifying; doubles up to 10 s
+    bulk_threshold: Annotated[int, Field(ge=1)] = 5  # more targets than this need an explicit confirmation
+    stagger: Annotated[float, Field(ge=0)] = 5.0  # s between power-ons of nodes in one rack
+    mqtt_role: Literal["viewer", "operator", "admin"] = "operator"  # role of a command that arrives over MQTT
+
+
+class RackConfig(_Strict):
+    """A rack's power budget (for the power-on interlock and budget events)."""
+
+    id: Name
+    power_budget_w: Annotated[float, Field(gt=0)] | None = None
+
+
 class DefaultsConfig(_Strict):
     """Defaults for every device; a device may override its poll interval and call timeout."""
 
@@ -173,6 +192,7 @@ class NodeConfig(_DeviceBase):
     outlets: list[OutletRef] = []
     console: ConsoleConfig | None = None
     max_power_w: Annotated[float, Field(gt=0)] | None = None
+    escalate: bool = False  # opt-in: soft_off -> hard off via BMC -> PDU outlets when the BMC fails
 
 
 class PduConfig(_DeviceBase):
@@ -203,6 +223,8 @@ class RackdSettings(BaseSettings):
     mqtt: MqttConfig = MqttConfig()
     defaults: DefaultsConfig = DefaultsConfig()
     control: ControlConfig = ControlConfig()
+    actions: ActionsConfig = ActionsConfig()
+    rack: list[RackConfig] = []
     console: ConsoleSettings = ConsoleSettings()
     node: list[NodeConfig] = []
     pdu: list[PduConfig] = []
@@ -246,6 +268,7 @@ class DeviceSpec:
     outlets: tuple[str, ...] = ()
     console: ConsoleConfig | None = None
     max_power_w: float | None = None
+    escalate: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -569,6 +592,7 @@ def _device_specs(settings: RackdSettings, options: Mapping[tuple[str, int], Dri
             outlets=tuple(node.outlets),
             console=node.console,
             max_power_w=node.max_power_w,
+            escalate=node.escalate,
             **common(node),
         )
     for index, pdu in enumerate(settings.pdu):

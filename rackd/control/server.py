@@ -45,7 +45,7 @@ class ControlServer:
         self.roles = roles
         self._ops: dict[str, Operation] = {}
         self._server: asyncio.Server | None = None
-        self._on_denied = on_denied
+        self.on_denied = on_denied
         self._clients: set[asyncio.Task[None]] = set()
         self.register("ping", Role.VIEWER, self._ping)
 
@@ -112,8 +112,8 @@ class ControlServer:
                 f"{request.op} needs role {operation.role.name.lower()}; {peer.describe()} has {peer.role.name.lower()}"
             )
             bound.warning("control_denied", op=request.op, needed=operation.role.name.lower())
-            if self._on_denied is not None:
-                self._on_denied(peer, request.op, reason)
+            if self.on_denied is not None:
+                self.on_denied(peer, request.op, reason)
             await reply(writer, ok=False, error=f"denied: {reason}", denied=True)
             return
         await operation.handler(request, peer, reader, writer)

@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import structlog
 
 from rackd.bus.publisher import Publisher
 from rackd.config import DefaultsConfig, DeviceSpec
-from rackd.drivers.contract import DeviceSession, Driver, SessionContext
+from rackd.drivers.contract import DeviceSession, Driver, PowerControl, SessionContext
 from rackd.errors import AuthError, DeviceError, DeviceProtocolError, DeviceRefusedError, UnsupportedError
-from rackd.model import Event, EventType, Health, LogBatch, PowerState, Reading, SensorKind, Severity
+from rackd.model import Event, EventType, Health, LogBatch, PowerAction, PowerState, Reading, SensorKind, Severity
 from rackd.runtime.backoff import Backoff, phase_offset
 from rackd.runtime.clock import Clock
 from rackd.runtime.cursors import CursorStore
 from rackd.runtime.reader import DeviceRead, DeviceReader, call_with_deadline
 from rackd.runtime.state import Availability, DeviceState, SourceState, key_figures, readings_health
+
+T = TypeVar("T")
 
 _HEALTH_SEVERITY = {
     Health.OK: Severity.INFO,
@@ -57,12 +60,15 @@ class DeviceRunner:
         self._reader: DeviceReader | None = None
         self._closing: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
+        self._poll_now = asyncio.Event()
+        self._first_poll = asyncio.Event()
         self.lock = asyncio.Lock()  # one thing at a time per device: a command waits for a poll, and vice versa
         self.busy = False
         self.source = SourceState()
         self.power: dict[str, PowerState] = {}
         self.health: Health = Health.UNKNOWN
         self.figures: dict[str, float | None] = {}
+        self.readings: list[Reading] = []
         self._sensor_health: dict[str, Health] = {}
         self._sensor_states: dict[str, tuple[str, ...]] = {}
         self.polls = 0
@@ -74,6 +80,63 @@ class DeviceRunner:
     def available(self) -> bool:
         """True when the last poll succeeded."""
         return self.source.availability is Availability.UP
+
+    def poll_soon(self) -> None:
+        """Poll as soon as the current wait allows (after a command changed the device)."""
+        self._poll_now.set()
+
+    async def wait_first_poll(self) -> bool:
+        """Wait until the first poll ended either way; True if it succeeded."""
+        await self._first_poll.wait()
+        return self.available
+
+    async def read_power(self, target: str) -> PowerState:
+        """Observe one target's power state now (waits for a poll in progress; commands go first after it)."""
+        async with self.lock:
+            state = await self._command_call(f"power state of {target}", lambda s: s.get_power(target))
+        self.observed_power(target, state)
+        return state
+
+    async def send_power(self, target: str, action: PowerAction) -> None:
+        """Ask the device to act on one target (accepted, not verified)."""
+        async with self.lock:
+            await self._command_call(f"power {action} on {target}", lambda s: s.set_power(target, action))
+
+    async def power_targets(self) -> list[str]:
+        """Ids of the session's power targets."""
+        async with self.lock:
+            reader = await self.session()
+            if reader.targets is None:
+                reader.targets = list(await self._command_call("power targets", lambda s: s.power_targets()))
+            return [t.id for t in reader.targets]
+
+    async def _command_call(self, what: str, call: Callable[[PowerControl], Awaitable[T]]) -> T:
+        reader = await self.session()
+        session = reader.session
+        if not isinstance(session, PowerControl):
+            raise UnsupportedError(f"{self.spec.id}: driver {self.spec.driver} has no power control")
+        try:
+            result = await call_with_deadline(
+                self._clock, self.spec.call_timeout, f"{self.spec.id}: {what}", lambda: call(session)
+            )
+        except DeviceError as exc:
+            if not isinstance(exc, _SESSION_SURVIVES):
+                self._discard_session()
+            raise
+        return result
+
+    def observed_power(self, target: str, state: PowerState) -> None:
+        """Record a power state seen outside a poll (during an action); raises power_changed like a poll would."""
+        previous = self.power.get(target)
+        if previous is not None and previous is not state and state is not PowerState.UNKNOWN:
+            self._event(
+                EventType.POWER_CHANGED,
+                Severity.INFO,
+                f"{self.spec.id} {target} power {previous} -> {state}",
+                {"target": target, "from": previous.value, "to": state.value},
+            )
+        if state is not PowerState.UNKNOWN:
+            self.power[target] = state
 
     def request_stop(self) -> None:
         """Finish the poll in progress (if any), then return from `run()`."""
@@ -87,6 +150,9 @@ class DeviceRunner:
             await self._sleep(next_at - self._clock.monotonic())
             if self._stop.is_set():
                 break
+            if self._poll_now.is_set():
+                self._poll_now.clear()
+                next_at = self._clock.monotonic()  # an out-of-band poll restarts the grid from now
             started = next_at
             try:
                 async with self.lock:
@@ -96,10 +162,12 @@ class DeviceRunner:
                     finally:
                         self.busy = False
             except DeviceError as exc:
+                self._first_poll.set()
                 await self._sleep(self._on_failure(exc))
                 next_at = self._clock.monotonic()  # after a backoff, try again at once
                 continue
             except Exception as exc:  # noqa: BLE001 - a driver bug must not stop the daemon: a failed poll
+                self._first_poll.set()
                 self._log.exception("driver_bug", driver=self.spec.driver)
                 await self._sleep(self._on_failure(DeviceProtocolError(f"driver bug: {exc!r}")))
                 next_at = self._clock.monotonic()
@@ -120,11 +188,13 @@ class DeviceRunner:
             return
         sleeper = asyncio.ensure_future(self._clock.sleep(seconds))
         stopper = asyncio.ensure_future(self._stop.wait())
+        waker = asyncio.ensure_future(self._poll_now.wait())
         try:
-            await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({sleeper, stopper, waker}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             sleeper.cancel()
             stopper.cancel()
+            waker.cancel()
 
     async def session(self) -> DeviceReader:
         """The open session (logging in first if needed)."""
@@ -155,6 +225,7 @@ class DeviceRunner:
         self.polls += 1
         self._on_success()
         self._process(result)
+        self._first_poll.set()
         return result
 
     def _process(self, result: DeviceRead) -> None:
@@ -173,6 +244,7 @@ class DeviceRunner:
         if result.log is not None:
             self._log_events(result.log)
         if result.readings:
+            self.readings = list(result.readings)
             self._publisher.publish_telemetry(self.spec, self.spec.role, result.readings, now)
             self.health = readings_health(result.readings)
             self.figures = key_figures(result.readings)

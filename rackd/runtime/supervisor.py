@@ -13,12 +13,15 @@ import structlog
 
 from rackd.bus.mqtt import MqttBus
 from rackd.config import Config
+from rackd.control.operations import EventFeed, FeedPublisher, Operations
 from rackd.control.peers import RoleMap
 from rackd.control.server import ControlServer
 from rackd.drivers.registry import DriverRegistry
 from rackd.errors import DriverNotFoundError
+from rackd.runtime.actions import ActionEngine
 from rackd.runtime.clock import Clock, SystemClock
 from rackd.runtime.cursors import CursorStore
+from rackd.runtime.intake import MqttIntake
 from rackd.runtime.runner import DeviceRunner
 from rackd.systemd import Notifier
 
@@ -48,7 +51,7 @@ def _service_factories() -> list[Callable[[Daemon], Service]]:
         if exc.name != "rackd.console.service":
             raise
     else:
-        factories.append(lambda daemon: ConsoleService(daemon.config, daemon.registry, daemon.bus, daemon.clock))
+        factories.append(lambda daemon: ConsoleService(daemon.config, daemon.registry, daemon.publisher, daemon.clock))
     return factories
 
 
@@ -81,6 +84,8 @@ class Daemon:
             settings.mqtt, config.site, settings.daemon.instance, self.state_dir, self.clock, rackd_version()
         )
         self.cursors = CursorStore(self.state_dir / "cursors.json")
+        self.feed = EventFeed()
+        self.publisher = FeedPublisher(self.bus, self.feed)
         self.runners: list[DeviceRunner] = []
         for spec in config.devices:
             if spec.driver is None:
@@ -91,16 +96,24 @@ class Daemon:
                 log.exception("driver_unavailable", device=spec.id, driver=spec.driver)
                 continue
             self.runners.append(
-                DeviceRunner(spec, driver, self.bus, self.clock, self.cursors, settings.defaults, self.state_dir)
+                DeviceRunner(spec, driver, self.publisher, self.clock, self.cursors, settings.defaults, self.state_dir)
             )
+        by_id = {runner.spec.id: runner for runner in self.runners}
+        self.engine = ActionEngine(config, by_id, self.publisher, self.clock, self.state_dir)
+        self.intake = MqttIntake(config, self.bus, self.engine)
         control = settings.control
         self.control = ControlServer(
             settings.daemon.control_socket,
             RoleMap(frozenset(control.viewers), frozenset(control.operators), frozenset(control.admins)),
         )
+        self.control.on_denied = lambda peer, op, reason: self.engine.audit_denial(peer.describe(), op, reason)
+        Operations(config, by_id, self.engine, self.feed).register(self.control)
         self.services = [factory(self) for factory in SERVICE_FACTORIES]
         for service in self.services:
             service.register_operations(self.control)
+            marker = getattr(service, "mark", None)
+            if callable(marker):
+                self.engine.console_marker = marker
         self.notifier = Notifier()
         self._stop = asyncio.Event()
 
@@ -131,6 +144,7 @@ class Daemon:
                 helpers = [
                     group.create_task(self._status_loop(), name="status"),
                     group.create_task(self._watchdog(bus_task), name="watchdog"),
+                    group.create_task(self.engine.recover_interrupted(), name="recover-interrupted"),
                     *(group.create_task(s.run(), name=type(s).__name__) for s in self.services),
                 ]
                 await self.bus.first_attempt_done.wait()
@@ -150,8 +164,10 @@ class Daemon:
 
     async def _shutdown(self, runner_tasks: list[asyncio.Task[None]]) -> None:
         self.notifier.notify("STOPPING=1")
-        await self.control.close()  # stop intake first
         grace = self.config.settings.daemon.shutdown_grace
+        await self.control.close()  # stop intake first
+        await self.engine.drain(grace)  # in-flight actions finish, or are reported interrupted below
+        await self.engine.aclose()
         for runner in self.runners:
             runner.request_stop()
         if runner_tasks:
