@@ -1,0 +1,105 @@
+"""The `ipmi` driver: opens IPMI 2.0 sessions to BMCs through pyghmi on one bounded executor per process."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, ClassVar
+
+import structlog
+
+from rackd.drivers.contract import Capability, DriverOptions, SessionContext
+from rackd.errors import AuthError, UnsupportedError
+from rackd_ipmi.link import BmcLink
+from rackd_ipmi.options import IpmiOptions
+from rackd_ipmi.pyghmi_patches import cap_io_wait
+from rackd_ipmi.session import IpmiSession
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_WORKERS = 12
+
+
+class IpmiDriver:
+    """Server BMCs over IPMI 2.0: chassis power, SDR sensors, DCMI power, SEL and FRU."""
+
+    name: ClassVar[str] = "ipmi"
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.POWER, Capability.SENSORS, Capability.EVENT_LOG, Capability.INVENTORY}
+    )
+    options_model: ClassVar[type[DriverOptions]] = IpmiOptions
+
+    def __init__(self, workers: int = DEFAULT_WORKERS) -> None:
+        """One bounded pool for every BMC: a call that misses its deadline keeps its worker until pyghmi gives up."""
+        cap_io_wait()
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rackd-ipmi")
+        self._login_gate: asyncio.Semaphore | None = None
+        self._auth_failures: dict[tuple[str, int, str], tuple[float, str]] = {}
+        self._closed = False
+
+    def _gate(self) -> asyncio.Semaphore:
+        if self._login_gate is None:
+            self._login_gate = asyncio.Semaphore(1)
+        return self._login_gate
+
+    async def open(self, context: SessionContext, options: Any) -> IpmiSession:
+        """Log in to one BMC; AuthError is remembered so a refused password is not retried for a while."""
+        if not isinstance(options, IpmiOptions):
+            raise TypeError(f"ipmi driver needs IpmiOptions, got {type(options).__name__}")
+        if self._closed:
+            raise RuntimeError("ipmi driver is closed")
+        if set(options.cipher_suites) <= {0}:
+            raise UnsupportedError(f"{options.where}: cipher suite 0 is not supported by pyghmi; allow 3 or 17")
+        password = options.password.reveal()
+        kg = options.kg.reveal() if options.kg is not None else None
+        key = (options.host, options.port, options.username)
+        fingerprint = hashlib.sha256(password.encode()).hexdigest()
+        self._check_holdoff(options, key, fingerprint)
+
+        def login() -> BmcLink:
+            try:
+                return BmcLink(options, password, kg)
+            except AuthError:
+                self._auth_failures[key] = (time.monotonic(), fingerprint)
+                raise
+
+        session = IpmiSession(context, options, self._executor, self._gate(), login, self._discard)
+        try:
+            await session.open()
+        except BaseException:
+            await session.close()
+            raise
+        self._auth_failures.pop(key, None)
+        return session
+
+    def _check_holdoff(self, options: IpmiOptions, key: tuple[str, int, str], fingerprint: str) -> None:
+        failure = self._auth_failures.get(key)
+        if failure is None:
+            return
+        failed_at, failed_fingerprint = failure
+        age = time.monotonic() - failed_at
+        if failed_fingerprint == fingerprint and age < options.auth_failure_holdoff:
+            # Repeated bad logins lock BMC accounts: do not try the same refused password again so soon.
+            raise AuthError(
+                f"{options.where}: credentials for {options.username!r} were refused {age:.0f} s ago; "
+                f"not retrying for {options.auth_failure_holdoff - age:.0f} s"
+            )
+
+    def _discard(self, link: BmcLink) -> None:
+        """Log a poisoned or abandoned session out in the background."""
+        if self._closed:
+            link.logout()  # the pool is gone: best effort, inline (one packet, no retries)
+            return
+        try:
+            self._executor.submit(link.logout)
+        except RuntimeError:  # the pool shut down meanwhile
+            link.logout()
+
+    async def aclose(self) -> None:
+        """Stop the pool (queued logouts still run) at shutdown."""
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.to_thread(self._executor.shutdown, wait=True)

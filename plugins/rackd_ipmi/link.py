@@ -1,0 +1,132 @@
+"""One BMC's pyghmi session, used from worker threads only: login, paced raw requests, poison, logout."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import structlog
+from pyghmi.exceptions import IpmiException
+from pyghmi.ipmi import command as ipmi_command
+from pyghmi.ipmi.private import session as ipmi_session
+
+from rackd.errors import DeviceError, UnsupportedError
+from rackd_ipmi.options import PRIVILEGE_LEVELS, IpmiOptions
+from rackd_ipmi.translate import call_error, login_error
+
+log = structlog.get_logger(__name__)
+
+# pyghmi's Session.attemptedhash after login: 256 = SHA-256 (suite 17), 1 = SHA-1 (suite 3).
+NEGOTIATED_SUITE = {256: 17, 1: 3}
+
+
+class BmcLink:
+    """A logged-in pyghmi Command for one BMC, with a minimum interval between IPMI requests.
+
+    Every method blocks and must run in the driver's executor. A link is used by one call at a time (the async
+    session serializes calls) and is never reused after it has been poisoned.
+    """
+
+    def __init__(self, options: IpmiOptions, password: str, kg: str | None) -> None:
+        """Log in now (blocking). Raises a rackd error naming the BMC on failure."""
+        self.options = options
+        self.where = options.where
+        self.poisoned = False
+        self._pace_lock = threading.Lock()
+        self._next_request = 0.0
+        privlevel = PRIVILEGE_LEVELS[options.privilege] if options.privilege else None
+        # pyghmi registers every new session in Session.initting_sessions under str credentials but removes it
+        # under bytes ones, so the entry is never removed: the next Command() to this BMC would adopt that old
+        # (logged-out or poisoned) session. Logins are serialized by the driver, so dropping it here is safe.
+        initting_key = (options.host, options.username, password, options.port, kg)
+        initting = ipmi_session.Session.initting_sessions
+        initting.pop(initting_key, None)
+        try:
+            self.command: Any = ipmi_command.Command(
+                bmc=options.host, userid=options.username, password=password, port=options.port, kg=kg,
+                privlevel=privlevel,
+            )
+        except IpmiException as exc:
+            raise login_error(self.where, exc) from None
+        except OSError as exc:
+            raise login_error(self.where, exc) from None
+        finally:
+            initting.pop(initting_key, None)
+        self.session: Any = self.command.ipmi_session
+        self.suite = NEGOTIATED_SUITE.get(getattr(self.session, "attemptedhash", 0), 0)
+        if self.suite not in options.cipher_suites:
+            self.logout()
+            raise UnsupportedError(
+                f"{self.where}: BMC negotiated cipher suite {self.suite}, allowed: {list(options.cipher_suites)}"
+            )
+        self._install_pacing()
+        self.last_used = time.monotonic()
+
+    def _install_pacing(self) -> None:
+        # pyghmi's Command methods all go through session.raw_command: pace there, on this session only.
+        original = self.session.raw_command
+        if getattr(original, "rackd_paced", False):
+            return  # pyghmi handed us a session another link already shares (same BMC and credentials)
+        interval = self.options.min_command_interval
+
+        def paced_raw_command(*args: Any, **kwargs: Any) -> Any:
+            if interval and kwargs.get("callback") is None:  # keepalives (callback) run on pyghmi's loop
+                with self._pace_lock:
+                    wait = self._next_request - time.monotonic()
+                    if wait > 0:
+                        time.sleep(wait)  # in a worker thread: spaces requests so the BMC is not hammered
+                    self._next_request = time.monotonic() + interval
+            return original(*args, **kwargs)
+
+        paced_raw_command.rackd_paced = True  # type: ignore[attr-defined]  # marker against double wrapping
+        self.session.raw_command = paced_raw_command
+
+    def raw(self, netfn: int, command: int, data: bytes = b"") -> tuple[int, bytes]:
+        """One raw IPMI request: (completion code, response data). Failures other than codes raise."""
+        what = f"raw netfn 0x{netfn:02X} cmd 0x{command:02X}"
+        try:
+            response = self.command.raw_command(netfn=netfn, command=command, data=tuple(data))
+        except IpmiException as exc:
+            raise self.fail(what, exc) from None
+        except OSError as exc:
+            raise self.fail(what, exc) from None
+        code = int(response.get("code", 0) or 0)
+        if "error" in response and code in (0, 0xFFFF):
+            raise self.fail(what, IpmiException(response["error"], 0xFFFF if code == 0xFFFF else 0))
+        self.last_used = time.monotonic()
+        return code, bytes(response.get("data", b""))
+
+    def call(self, what: str, func: Any, *args: Any) -> Any:
+        """Run a pyghmi Command method, translating its failures."""
+        try:
+            result = func(*args)
+        except IpmiException as exc:
+            raise self.fail(what, exc) from None
+        except OSError as exc:
+            raise self.fail(what, exc) from None
+        self.last_used = time.monotonic()
+        return result
+
+    def fail(self, what: str, exc: BaseException) -> DeviceError:
+        """Translate a failure; a failure without a completion code means the session is no longer trusted."""
+        error = call_error(self.where, what, exc)
+        if not getattr(exc, "ipmicode", 0):
+            self.poison()
+        return error
+
+    def poison(self) -> None:
+        """Never use this session again; pyghmi must not hand it to the next login either."""
+        if not self.poisoned:
+            self.poisoned = True
+            # pyghmi de-duplicates sessions per (host, port, user, password): a session still marked good would
+            # be adopted by the next Command(). Marking it broken makes the next login start a fresh one.
+            self.session.broken = True
+
+    def logout(self) -> None:
+        """Close the session on the BMC (best effort: one Close Session request, no retries); never raises."""
+        try:
+            if getattr(self.session, "logged", 0):
+                self.session.logout()
+        except Exception as exc:  # noqa: BLE001 - the BMC may be gone; the session is discarded either way
+            log.debug("ipmi_logout_failed", bmc=self.where, error=repr(exc))

@@ -1,0 +1,275 @@
+"""An open IPMI session to one BMC: power, sensors, DCMI, SEL and FRU, one call at a time, with deadlines."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import structlog
+from pyghmi.ipmi import events as ipmi_events
+
+from rackd.drivers.contract import SessionContext
+from rackd.errors import DeviceProtocolError
+from rackd.model import (
+    Inventory,
+    LogBatch,
+    PowerAction,
+    PowerState,
+    PowerTarget,
+    Reading,
+    SensorKind,
+    utc_now,
+)
+from rackd_ipmi.eventlog import SelReader
+from rackd_ipmi.inventory import inventory_from
+from rackd_ipmi.link import BmcLink
+from rackd_ipmi.options import IpmiOptions
+from rackd_ipmi.sensors import psu_input_power, to_readings
+from rackd_ipmi.translate import completion_error
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+CHASSIS = "chassis"
+NETFN_CHASSIS = 0x00
+CMD_CHASSIS_STATUS = 0x01
+CMD_CHASSIS_CONTROL = 0x02
+NETFN_STORAGE = 0x0A
+CMD_SDR_INFO = 0x20
+NETFN_DCMI = 0x2C
+CMD_DCMI_POWER = 0x02
+DCMI_POWER_REQUEST = bytes([0xDC, 0x01, 0x00, 0x00])  # group DCMI, mode 1: system power statistics
+DCMI_MEASUREMENT_ACTIVE = 0x40
+CONTROL_CODES: dict[PowerAction, int] = {
+    PowerAction.OFF: 0,
+    PowerAction.ON: 1,
+    PowerAction.CYCLE: 2,  # pyghmi's set_power has no cycle: raw Chassis Control
+    PowerAction.RESET: 3,
+    PowerAction.DIAG: 4,
+    PowerAction.SOFT_OFF: 5,
+}
+
+LoginFactory = Callable[[], BmcLink]
+
+
+class IpmiSession:
+    """A session to one BMC. The pyghmi session under it is replaced when it missed a deadline or failed."""
+
+    def __init__(
+        self,
+        context: SessionContext,
+        options: IpmiOptions,
+        executor: Executor,
+        login_gate: asyncio.Semaphore,
+        login: LoginFactory,
+        discard: Callable[[BmcLink], None],
+    ) -> None:
+        """Wire the session to the driver's executor and login gate; `open()` logs in."""
+        self.context = context
+        self.options = options
+        self.where = options.where
+        self._executor = executor
+        self._login_gate = login_gate
+        self._login = login
+        self._discard = discard
+        self._link: BmcLink | None = None
+        self._lock = asyncio.Lock()  # one call at a time per BMC
+        self._closed = False
+        self._sdr_stamp: bytes | None = None
+        self._dcmi: bool | None = None if options.use_dcmi else False
+        self._inventory: Inventory | None = None
+        self._log = structlog.get_logger(__name__).bind(bmc=self.where, device=context.device_id)
+
+    # --- plumbing ------------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Log in (serialized across all BMCs of the process)."""
+        async with self._lock:
+            await self._ensure_link()
+
+    async def _run(self, func: Callable[[], T]) -> T:
+        """Run blocking work in the executor; if our caller gives up (deadline), the session is poisoned."""
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._executor, func)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            self._poison("deadline")
+            raise
+
+    def _poison(self, reason: str) -> None:
+        link = self._link
+        if link is None:
+            return
+        self._link = None
+        link.poison()
+        self._log.info("ipmi_session_discarded", reason=reason)
+        self._discard(link)  # logs out in the background once the stuck worker lets go
+
+    async def _ensure_link(self) -> BmcLink:
+        if self._closed:
+            raise DeviceProtocolError(f"{self.where}: session used after close")
+        link = self._link
+        idle = link is not None and time.monotonic() - link.last_used > self.options.session_idle_timeout
+        if link is not None and (link.poisoned or idle):
+            # pyghmi only sends keepalives while some thread waits on it: after a long idle the BMC may have
+            # dropped the session, so start a fresh one rather than wait out retries on a dead one.
+            self._poison("poisoned" if link.poisoned else "idle")
+            link = None
+        if link is None:
+            async with self._login_gate:  # concurrent pyghmi logins stall for ~25 s (reference §1.3)
+                link = await self._run(self._login)
+            self._link = link
+            self._log.debug("ipmi_session_opened", suite=link.suite)
+        return link
+
+    async def _with_link(self, func: Callable[[BmcLink], T]) -> T:
+        async with self._lock:
+            link = await self._ensure_link()
+            try:
+                return await self._run(lambda: func(link))
+            finally:
+                if link.poisoned and self._link is link:
+                    self._poison("failed")
+
+    # --- PowerControl --------------------------------------------------------------------------------
+
+    async def power_targets(self) -> Sequence[PowerTarget]:
+        """A BMC switches one target: its chassis."""
+        return [PowerTarget(CHASSIS, "server chassis")]
+
+    def _check_target(self, target: str) -> None:
+        if target != CHASSIS:
+            raise DeviceProtocolError(f"{self.where}: no power target {target!r} (a BMC has only 'chassis')")
+
+    async def get_power(self, target: str) -> PowerState:
+        """Get Chassis Status: power on or off."""
+        self._check_target(target)
+
+        def read(link: BmcLink) -> PowerState:
+            code, data = link.raw(NETFN_CHASSIS, CMD_CHASSIS_STATUS)
+            if code:
+                raise completion_error(self.where, "Get Chassis Status", code)
+            if not data:
+                raise DeviceProtocolError(f"{self.where}: empty Get Chassis Status reply")
+            return PowerState.ON if data[0] & 0x01 else PowerState.OFF
+
+        return await self._with_link(read)
+
+    async def set_power(self, target: str, action: PowerAction) -> None:
+        """Chassis Control; returns once the BMC accepted it (0xD5 while off → DeviceRefusedError)."""
+        self._check_target(target)
+        directive = CONTROL_CODES[action]
+
+        def act(link: BmcLink) -> None:
+            code, _ = link.raw(NETFN_CHASSIS, CMD_CHASSIS_CONTROL, bytes([directive]))
+            if code:
+                raise completion_error(self.where, f"chassis control {action}", code)
+
+        await self._with_link(act)
+        self._log.info("ipmi_power_requested", action=str(action))
+
+    # --- SensorSource --------------------------------------------------------------------------------
+
+    def _sdr_cache_dir(self) -> Path | None:
+        path = self.context.state_dir / "sdr-cache"
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            return None  # a cache is an optimisation: read without one
+        return path
+
+    async def read_sensors(self) -> Sequence[Reading]:
+        """Every SDR sensor, plus `system_power` from DCMI (or the sum of PSU input power sensors)."""
+        cache_dir = self._sdr_cache_dir()
+
+        def read(link: BmcLink) -> tuple[list[Any], int | None]:
+            cmd = link.command
+            if cache_dir is not None and cmd._sdrcachedir is None:
+                cmd.set_sdr_cachedir(str(cache_dir))
+            code, info = link.raw(NETFN_STORAGE, CMD_SDR_INFO)
+            stamp = bytes(info[5:13]) if code == 0 else None
+            if stamp != self._sdr_stamp:
+                cmd._sdr = None
+                self._sdr_stamp = stamp
+            sensors = link.call("read sensors", lambda: list(cmd.get_sensor_data()))
+            return sensors, self._dcmi_watts(link)
+
+        sensors, watts = await self._with_link(read)
+        now = utc_now()
+        readings = to_readings(sensors, now)
+        system = float(watts) if watts is not None else psu_input_power(readings)
+        if system is not None and not any(r.sensor == "system_power" for r in readings):
+            readings.append(Reading.of("system_power", SensorKind.POWER, system, observed_at=now))
+        return readings
+
+    def _dcmi_watts(self, link: BmcLink) -> int | None:
+        if self._dcmi is False:
+            return None
+        code, data = link.raw(NETFN_DCMI, CMD_DCMI_POWER, DCMI_POWER_REQUEST)
+        if code or len(data) < 18 or data[0] != 0xDC:
+            self._dcmi = False  # not offered by this BMC: stop asking for the life of this session
+            self._log.info("ipmi_dcmi_unavailable", code=code)
+            return None
+        self._dcmi = True
+        if not data[17] & DCMI_MEASUREMENT_ACTIVE:
+            return None
+        return int(struct.unpack_from("<H", data, 1)[0])
+
+    # --- EventLogSource ------------------------------------------------------------------------------
+
+    async def read_log(self, cursor: str | None) -> LogBatch:
+        """SEL entries after the cursor; see eventlog.SelReader."""
+
+        def read(link: BmcLink) -> LogBatch:
+            cmd = link.command
+            decoder: Callable[[bytes], dict[str, Any]] | None = None
+
+            def decode(record: bytes) -> dict[str, Any]:
+                nonlocal decoder
+                if decoder is None:
+                    handler = link.call("read SDR", lambda: ipmi_events.EventHandler(cmd.init_sdr(), cmd))
+                    decoder = handler._sel_decode
+                return decoder(record)
+
+            reader = SelReader(self.where, link.raw, decode)
+            return reader.read(cursor, self.options.log_batch_max, self.options.log_reset_replay)
+
+        return await self._with_link(read)
+
+    # --- InventorySource -----------------------------------------------------------------------------
+
+    async def read_inventory(self) -> Inventory:
+        """FRU 0 + Device ID, read once per session."""
+        if self._inventory is not None:
+            return self._inventory
+
+        def read(link: BmcLink) -> Inventory:
+            return inventory_from(link)
+
+        self._inventory = await self._with_link(read)
+        return self._inventory
+
+    # --- DeviceSession -------------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Log out; safe to call more than once; never raises."""
+        if self._closed:
+            return
+        self._closed = True
+        link, self._link = self._link, None
+        if link is None:
+            return
+        try:
+            await self._run(link.logout)
+        except (asyncio.CancelledError, Exception) as exc:  # closing must not fail: fall back to background
+            link.poison()
+            self._discard(link)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+        self._log.debug("ipmi_session_closed")
