@@ -141,23 +141,27 @@ class PduAgent:
         return f"{self.spec.host}:{self.port}"
 
     def start(self) -> None:
-        """Bind the port and serve inside the running event loop."""
-        snmp_engine = engine.SnmpEngine()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            sock.bind((self.spec.host, self.spec.port))
-        except OSError:
-            sock.close()
-            raise
-        sock.setblocking(False)  # noqa: FBT003 - socket API takes a positional flag
-        self.port = int(sock.getsockname()[1])
-        transport = _FaultyUdpTransport(self.pdu).open_server_mode(sock=sock)
-        config.add_transport(snmp_engine, udp.DOMAIN_NAME, transport)
-        config.add_v1_system(snmp_engine, "read-area", self.spec.read_community)
-        config.add_v1_system(snmp_engine, "write-area", self.spec.write_community)
+        """Bind the port and serve inside the running event loop (an engine of its own)."""
+        snmp_engine, self.port = open_engine(self.spec.host, self.spec.port, _FaultyUdpTransport(self.pdu))
+        snmp_context = context.SnmpContext(snmp_engine)
+        snmp_context.unregister_context_name(b"")
+        self.register(snmp_engine, snmp_context, b"")
+        start_responders(snmp_engine, snmp_context)
+        self._engine = snmp_engine
+        log.info("sim_pdu_listening", pdu=self.spec.name, endpoint=self.endpoint, vendor=self.vendor.name)
+
+    def register(self, snmp_engine: Any, snmp_context: Any, context_name: bytes) -> None:
+        """Communities, v3 users and views of this PDU, bound to `context_name` of an engine."""
+        read_area, write_area = f"{self.spec.name}-read", f"{self.spec.name}-write"
+        config.add_v1_system(snmp_engine, read_area, self.spec.read_community, contextName=context_name)
+        config.add_v1_system(snmp_engine, write_area, self.spec.write_community, contextName=context_name)
         for model in (1, 2):  # SNMPv1 and v2c security models
-            config.add_vacm_user(snmp_engine, model, "read-area", "noAuthNoPriv", _EVERYTHING, _NOTHING)
-            config.add_vacm_user(snmp_engine, model, "write-area", "noAuthNoPriv", _EVERYTHING, _EVERYTHING)
+            config.add_vacm_user(
+                snmp_engine, model, read_area, "noAuthNoPriv", _EVERYTHING, _NOTHING, contextName=context_name
+            )
+            config.add_vacm_user(
+                snmp_engine, model, write_area, "noAuthNoPriv", _EVERYTHING, _EVERYTHING, contextName=context_name
+            )
         for user in self.spec.v3_users:
             config.add_v3_user(
                 snmp_engine,
@@ -167,25 +171,46 @@ class PduAgent:
                 _PRIV[user.priv_protocol],
                 user.priv_key,
             )
-            config.add_vacm_user(snmp_engine, 3, user.name, "authPriv", _EVERYTHING, _EVERYTHING)
-        snmp_context = context.SnmpContext(snmp_engine)
-        snmp_context.unregister_context_name(b"")
-        snmp_context.register_context_name(b"", self.controller)
-        for responder in (
-            cmdrsp.GetCommandResponder,
-            cmdrsp.NextCommandResponder,
-            cmdrsp.BulkCommandResponder,
-            cmdrsp.SetCommandResponder,
-        ):
-            responder(snmp_engine, snmp_context)
-        snmp_engine.transport_dispatcher.job_started(1)
-        self._engine = snmp_engine
-        log.info("sim_pdu_listening", pdu=self.spec.name, endpoint=self.endpoint, vendor=self.vendor.name)
+            config.add_vacm_user(
+                snmp_engine, 3, user.name, "authPriv", _EVERYTHING, _EVERYTHING, contextName=context_name
+            )
+        snmp_context.register_context_name(context_name, self.controller)
 
     def stop(self) -> None:
         """Stop serving and cancel the PDU's timers; safe to call more than once."""
         snmp_engine, self._engine = self._engine, None
         self.pdu.close()
         if snmp_engine is not None:
-            snmp_engine.transport_dispatcher.job_finished(1)
-            snmp_engine.close_dispatcher()
+            close_engine(snmp_engine)
+
+
+def open_engine(host: str, port: int, transport: Any) -> tuple[Any, int]:
+    """A pysnmp engine serving UDP on host:port (0 = a free port) through `transport`; returns it and the port."""
+    snmp_engine = engine.SnmpEngine()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)  # noqa: FBT003 - socket API takes a positional flag
+    config.add_transport(snmp_engine, udp.DOMAIN_NAME, transport.open_server_mode(sock=sock))
+    return snmp_engine, int(sock.getsockname()[1])
+
+
+def start_responders(snmp_engine: Any, snmp_context: Any) -> None:
+    """Answer GET, GETNEXT, GETBULK and SET; keep the dispatcher running inside the event loop."""
+    for responder in (
+        cmdrsp.GetCommandResponder,
+        cmdrsp.NextCommandResponder,
+        cmdrsp.BulkCommandResponder,
+        cmdrsp.SetCommandResponder,
+    ):
+        responder(snmp_engine, snmp_context)
+    snmp_engine.transport_dispatcher.job_started(1)
+
+
+def close_engine(snmp_engine: Any) -> None:
+    """Stop an engine's dispatcher and close its socket."""
+    snmp_engine.transport_dispatcher.job_finished(1)
+    snmp_engine.close_dispatcher()

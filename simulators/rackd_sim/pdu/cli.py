@@ -41,6 +41,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--port", type=int, default=0, help="port of the first PDU (default: free ports)")
     parser.add_argument("--read-community", default="public")
     parser.add_argument("--write-community", default="private")
+    parser.add_argument("--shared-port", action="store_true",
+                        help="all PDUs on one port and engine; communities become COMMUNITY-pduN")
     parser.add_argument("--v3-user", action="append", default=[], type=_v3_user,
                         help="USER:AUTHKEY:PRIVKEY[:SHA|SHA-256:AES|AES-256] (authPriv, repeatable)")
     parser.add_argument("--switch-delay", type=float, default=0.5, help="relay time after a command (s)")
@@ -70,9 +72,11 @@ def specs_from_args(args: argparse.Namespace) -> list[PduSpec]:
                     recording=recording,
                     outlets=args.outlets,
                     host=args.host,
-                    port=args.port + number - 1 if args.port else 0,
-                    read_community=args.read_community,
-                    write_community=args.write_community,
+                    port=args.port + number - 1 if args.port and not args.shared_port else args.port,
+                    read_community=f"{args.read_community}-pdu{number}" if args.shared_port else args.read_community,
+                    write_community=(
+                        f"{args.write_community}-pdu{number}" if args.shared_port else args.write_community
+                    ),
                     v3_users=tuple(args.v3_user),
                     timing=timing,
                     load_w=args.load,
@@ -82,8 +86,8 @@ def specs_from_args(args: argparse.Namespace) -> list[PduSpec]:
     return specs
 
 
-async def _serve(specs: list[PduSpec]) -> None:
-    simulator = PduSimulator(specs)
+async def _serve(specs: list[PduSpec], shared_port: bool) -> None:
+    simulator = PduSimulator(specs, shared_port=shared_port)
     simulator.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -100,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     """Serve until SIGINT/SIGTERM."""
     try:
         specs = specs_from_args(args)
-        asyncio.run(_serve(specs))
+        asyncio.run(_serve(specs, args.shared_port))
     except (ValueError, OSError) as exc:
         print(f"rackd sim pdu: {exc}", file=sys.stderr)
         return 1

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from pysnmp.error import PySnmpError
 from pysnmp.proto import rfc1902, rfc1905
 from pysnmp.smi import error as smi_error
 from pysnmp.smi import instrum
@@ -67,11 +68,17 @@ class PduMibController(instrum.AbstractMibInstrumController):  # type: ignore[mi
         self.store = store
         self._refreshed_at = 0.0
         self._dirty = True
+        self.drop_when_silent = False  # on a shared port the transport cannot tell PDUs apart: drop here
         pdu.changed = self._mark_dirty
         self.refresh()  # every dynamic instance exists from the start (a SET may come before any read)
 
     def _mark_dirty(self) -> None:
         self._dirty = True
+
+    def _answer_or_drop(self) -> None:
+        # A non-SMI PySnmpError makes pysnmp's command responder drop the request without any reply.
+        if self.drop_when_silent and not self._pdu.answers():
+            raise PySnmpError(f"{self._pdu.name}: silent (simulated fault)")
 
     def refresh(self) -> None:
         """Bring dynamic values (states, meters) up to date; cheap to call often."""
@@ -89,6 +96,7 @@ class PduMibController(instrum.AbstractMibInstrumController):  # type: ignore[mi
 
     def read_variables(self, *var_binds: Any, **_context: Any) -> list[tuple[Any, Any]]:
         """GET: the stored value or noSuchInstance."""
+        self._answer_or_drop()
         self.refresh()
         out = []
         for name, _ in var_binds:
@@ -99,6 +107,7 @@ class PduMibController(instrum.AbstractMibInstrumController):  # type: ignore[mi
 
     def read_next_variables(self, *var_binds: Any, **_context: Any) -> list[tuple[Any, Any]]:
         """GETNEXT (and each GETBULK repetition): the next stored OID or endOfMibView."""
+        self._answer_or_drop()
         self.refresh()
         out = []
         for name, _ in var_binds:
@@ -111,6 +120,7 @@ class PduMibController(instrum.AbstractMibInstrumController):  # type: ignore[mi
 
     def write_variables(self, *var_binds: Any, **context: Any) -> list[tuple[Any, Any]]:
         """SET: every varbind is checked (access, writability, type, value) before any is applied."""
+        self._answer_or_drop()
         self.refresh()
         access: Callable[..., Any] | None = context.get("acFun")
         appliers = []

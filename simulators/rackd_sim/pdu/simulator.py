@@ -6,21 +6,32 @@ from collections.abc import Sequence
 from typing import Any
 
 from rackd_sim.pdu.agent import PduAgent, PduSpec
+from rackd_sim.pdu.shared import SharedEndpoint
 
 
 class PduSimulator:
     """Starts and stops a set of simulated PDUs inside the running event loop."""
 
-    def __init__(self, specs: Sequence[PduSpec]) -> None:
-        """Build every PDU (names must be unique: tests and the virtual rack address them by name)."""
+    def __init__(self, specs: Sequence[PduSpec], *, shared_port: bool = False) -> None:
+        """Build every PDU (names must be unique: tests and the virtual rack address them by name).
+
+        With `shared_port`, all PDUs answer on the first spec's host:port through one engine, told apart by
+        their communities (v3: by context name = PDU name); otherwise each has its own port and engine.
+        """
         names = [spec.name for spec in specs]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise ValueError(f"duplicate PDU names: {', '.join(duplicates)}")
         self.agents = {spec.name: PduAgent(spec) for spec in specs}
+        self._shared = (
+            SharedEndpoint(list(self.agents.values()), specs[0].host, specs[0].port) if shared_port and specs else None
+        )
 
     def start(self) -> None:
         """Bind every PDU's port; on failure the ones already started are stopped again."""
+        if self._shared is not None:
+            self._shared.start()
+            return
         started = []
         try:
             for agent in self.agents.values():
@@ -33,6 +44,9 @@ class PduSimulator:
 
     def stop(self) -> None:
         """Stop every PDU."""
+        if self._shared is not None:
+            self._shared.stop()
+            return
         for agent in self.agents.values():
             agent.stop()
 
@@ -53,6 +67,7 @@ class PduSimulator:
                     "endpoint": agent.endpoint,
                     "outlets": len(agent.pdu.outlets),
                     "communities": {"read": agent.spec.read_community, "write": agent.spec.write_community},
+                    "v3_context": agent.spec.name if self._shared is not None else "",
                     "v3_users": [
                         {
                             "user": user.name,
