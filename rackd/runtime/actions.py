@@ -148,6 +148,7 @@ class ActionEngine:
         )
         if not self.store.claim(command, accepted):  # lost a race with the same id
             return await self.submit(command, origin, force=force, on_step=on_step)
+        self._publish(command.device, accepted, origin)
         for lock in plan.locks:
             self._busy[lock] = command.id
         task = asyncio.create_task(self._run(plan, on_step), name=f"command:{command.id}")

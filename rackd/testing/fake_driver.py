@@ -93,6 +93,8 @@ class FakeDevice:
     open_sessions: int = 0
     set_power_calls: list[tuple[str, PowerAction]] = field(default_factory=list)
     hang_release: asyncio.Event | None = None
+    ignore_soft_off: bool = False  # an OS that does not shut down on ACPI
+    stuck: bool = False  # accepts power requests but never changes state
 
     def current_fault(self) -> FakeFault:
         """The fault in force: the fault file wins when configured."""
@@ -113,6 +115,7 @@ class FakeWorld:
         """Start empty; devices appear on first open."""
         self.devices: dict[str, FakeDevice] = {}
         self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+        self.power_log: list[tuple[str, str, PowerAction]] = []  # (host, target, action) across all devices
 
     def device(self, options: FakeOptions) -> FakeDevice:
         """The device for these options, created from them on first use."""
@@ -130,6 +133,7 @@ class FakeWorld:
     def reset(self) -> None:
         """Forget every device (between tests)."""
         self.devices.clear()
+        self.power_log.clear()
         self.sleep = asyncio.sleep
 
 
@@ -186,6 +190,9 @@ class FakeSession:
         if action in {PowerAction.CYCLE, PowerAction.RESET} and device.power[target] is PowerState.OFF:
             raise DeviceRefusedError(f"fake {device.options.host}: {action} refused while off")
         device.set_power_calls.append((target, action))
+        WORLD.power_log.append((device.options.host, target, action))
+        if device.stuck or (action is PowerAction.SOFT_OFF and device.ignore_soft_off):
+            return
         if action in {PowerAction.ON, PowerAction.CYCLE, PowerAction.RESET}:
             device.power[target] = PowerState.ON
         elif action in {PowerAction.OFF, PowerAction.SOFT_OFF}:

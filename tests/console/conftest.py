@@ -15,4 +15,3 @@ async def sim() -> AsyncIterator[ConsoleServerSim]:
     await server.start()
     yield server
     await server.close()
-
