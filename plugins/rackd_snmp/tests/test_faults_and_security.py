@@ -164,3 +164,43 @@ async def test_many_pdus_share_one_engine_under_a_small_in_flight_cap(
             assert buffer >= min(RECEIVE_BUFFER, int(rmem_max.read_text()))
     finally:
         await snmp_driver.aclose()
+
+
+async def test_pdus_behind_one_port_by_community_and_v3_context(context: SessionContext) -> None:
+    specs = [
+        PduSpec(name=f"pdu{n}", vendor=vendor, outlets=8, read_community=f"public-{n}", write_community=f"private-{n}",
+                v3_users=(USER,))
+        for n, vendor in enumerate(["eaton_epdu", "sentry4", "raritan_pdu2", "vertiv_v5"] * 5)
+    ]
+    sim = PduSimulator(specs, shared_port=True)
+    sim.start()
+    snmp_driver = SnmpDriver()
+    try:
+        endpoint = sim["pdu0"].endpoint
+        host, port = endpoint.rsplit(":", 1)
+        sessions = []
+        for n in range(len(specs)):
+            options = SnmpOptions.model_validate(
+                {"host": host, "port": int(port), "timeout": 1.0, "retries": 0,
+                 "snmp": {"version": "2c", "community": f"private-{n}"}}
+            )
+            sessions.append(await snmp_driver.open(context, options))
+        assert [s.profile_name for s in sessions[:4]] == ["eaton_epdu", "sentry4", "raritan_pdu2", "vertiv_v5"]
+        results = await asyncio.gather(*(session.read_sensors() for session in sessions))
+        assert all(any(r.sensor == "outlet8_state" for r in readings) for readings in results)
+
+        await sessions[6].set_power("8", PowerAction.OFF)  # pdu6 only
+        await observed(sessions[6], "8", PowerState.OFF)
+        assert sim["pdu2"].pdu.outlets[8].on
+
+        v3 = SnmpOptions.model_validate(
+            {"host": host, "port": int(port), "timeout": 1.0, "retries": 0,
+             "snmp": {"version": "3", "user": USER.name, "auth_protocol": "SHA-256", "auth_key": USER.auth_key,
+                      "priv_protocol": "AES", "priv_key": USER.priv_key, "context": "pdu6"}}
+        )
+        v3_session = await snmp_driver.open(context, v3)
+        assert v3_session.profile_name == "raritan_pdu2"
+        assert await v3_session.get_power("8") is PowerState.OFF
+    finally:
+        await snmp_driver.aclose()
+        sim.stop()
