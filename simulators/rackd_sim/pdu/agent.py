@@ -61,6 +61,7 @@ class PduSpec:
     v3_users: tuple[V3User, ...] = ()
     timing: Timing = field(default_factory=Timing)
     load_w: float = 120.0  # initial load per outlet
+    voltage: float | None = None  # supply voltage; default: as recorded, else 230 V
     power_on: PowerOn = PowerOn.LAST
 
 
@@ -108,8 +109,13 @@ class PduAgent:
             Outlet(number, names.get(number) or f"Outlet {number}", power_on=spec.power_on, load_w=spec.load_w)
             for number in range(1, count + 1)
         ]
+        voltage = spec.voltage or self.vendor.recorded_voltage(store) or 230.0
         self.pdu = SimulatedPdu(
-            spec.name, outlets, spec.timing, reboot_when_off_turns_on=self.vendor.reboot_when_off_turns_on
+            spec.name,
+            outlets,
+            spec.timing,
+            voltage=voltage,
+            reboot_when_off_turns_on=self.vendor.reboot_when_off_turns_on,
         )
         self.vendor.drop_recorded_outlets(store)
         if not spec.recording:

@@ -78,6 +78,11 @@ class VendorSim(ABC):
         """Whether the instance is a meter reading (for the wrong-values fault)."""
         return any(instance[: len(prefix)] == prefix for prefix in self._metered)
 
+    def recorded_voltage(self, store: MibStore) -> float | None:
+        """The supply voltage a recording shows, so a seeded PDU keeps its grid (118 V stays 118 V)."""
+        del store
+        return None
+
     def drop_recorded_outlets(self, store: MibStore) -> None:
         """Remove the recording's outlet tables: the simulator owns them from now on."""
         for table in self.outlet_tables:

@@ -31,6 +31,11 @@ class EatonEpdu(VendorSim):
         """{strapping}.{outlet}."""
         return (0, number)
 
+    def recorded_voltage(self, store: MibStore) -> float | None:
+        """The recorded inputVoltage (mV) of the master's first input."""
+        value = store.values.get(oid(f"{_P}.3.2.1.3.0.1.1"))
+        return int(value) / 1000 if value is not None and int(value) > 0 else None
+
     def install(self, pdu: SimulatedPdu, store: MibStore) -> None:
         """Names and power-on states; the three command columns."""
         for number, outlet in pdu.outlets.items():
@@ -39,6 +44,9 @@ class EatonEpdu(VendorSim):
             store.put(oid(f"{_OUTLET_CONFIG}.3") + row, text(outlet.name))
             store.put(oid(f"{_OUTLET_CONFIG}.6") + row, text(f"A{number}"))
             store.put(oid(f"{_CONTROL}.8") + row, integer(max(1, round(pdu.timing.reboot_off))))
+        store.put(oid(f"{_P}.1.2.1.3.0"), text("EMA-SIM"))  # model, serial, firmware of the master
+        store.put(oid(f"{_P}.1.2.1.4.0"), text(f"SIM{pdu.name.upper()}"))
+        store.put(oid(f"{_P}.1.2.1.5.0"), text("05.01.0002"))
         self.add_control(f"{_CONTROL}.3", pdu.outlets, lambda number: self._delayed(number, Op.OFF))
         self.add_control(f"{_CONTROL}.4", pdu.outlets, lambda number: self._delayed(number, Op.ON))
         self.add_control(f"{_CONTROL}.5", pdu.outlets, lambda number: self._delayed(number, Op.REBOOT))
@@ -71,4 +79,9 @@ class EatonEpdu(VendorSim):
             store.put(oid(_CURRENT) + row, integer(round(pdu.current_a(outlet) * 1000)))
             store.put(oid(f"{_POWER}.3") + row, integer(round(outlet.power_w)))
             store.put(oid(f"{_POWER}.4") + row, gauge(outlet.energy_wh))
+        total_a = sum(pdu.current_a(outlet) for outlet in pdu.outlets.values())
+        store.put(oid(f"{_P}.3.2.1.3.0.1.1"), integer(round(pdu.voltage * 1000)))  # mV
+        store.put(oid(f"{_P}.3.3.1.4.0.1.1"), integer(round(total_a * 1000)))  # mA
         store.put(oid(f"{_P}.3.4.1.4.0.1.1"), integer(round(pdu.total_w)))
+        store.put(oid(f"{_P}.3.5.1.4.0.1"), integer(round(pdu.total_w)))
+        store.put(oid(f"{_P}.3.5.1.5.0.1"), gauge(pdu.total_wh))

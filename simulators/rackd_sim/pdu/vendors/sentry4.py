@@ -69,4 +69,8 @@ class Sentry4(VendorSim):
             store.put(oid(f"{_OUTLET_MONITOR}.14") + row, integer(int(outlet.energy_wh)))
             store.put(oid(f"{_OUTLET_CONTROL}.1") + row, integer(control_state))
             store.put(oid(f"{_OUTLET_CONTROL}.2") + row, integer(0))
-        store.put(oid(f"{_P}.3.3.1.3.1.1"), integer(round(pdu.total_w)))
+        total_a = sum(pdu.current_a(outlet) for outlet in pdu.outlets.values())
+        store.put(oid(f"{_P}.3.3.1.3.1.1"), integer(round(pdu.total_w)))  # cord active power
+        store.put(oid(f"{_P}.3.3.1.10.1.1"), integer(int(pdu.total_wh / 100)))  # cord energy, 0.1 kWh
+        store.put(oid(f"{_P}.4.3.1.3.1.1.1"), integer(round(total_a * 100)))  # line L1 current, 0.01 A
+        store.put(oid(f"{_P}.5.3.1.3.1.1.1"), integer(round(pdu.voltage * 10)))  # phase voltage, 0.1 V
