@@ -29,6 +29,13 @@ class SensorReader:
         self._max_repetitions = max_repetitions
         self._rows: dict[str, int] = {}  # table key → rows last time: one GETBULK fits the table when possible
         self._energy = EnergyCounters()
+        self._warned: set[str] = set()
+
+    def _duplicate(self, sensor: str, oid: str) -> None:
+        """Two rows map to one sensor id (an index shape the profile did not foresee): keep the first, say so once."""
+        if sensor not in self._warned:
+            self._warned.add(sensor)
+            log.warning("pdu_duplicate_sensor_id", endpoint=self._client.endpoint, sensor=sensor, oid=oid)
 
     def _repetitions(self, key: str) -> int:
         rows = self._rows.get(key)
@@ -57,7 +64,10 @@ class SensorReader:
             for metric, column in zip(table.metrics, columns, strict=True):
                 for index, raw in sorted(walked[column].items()):
                     sensor = slug(metric.name, index, table.unit_part, table.master_unit)
-                    if sensor is None or sensor in readings:
+                    if sensor is None:
+                        continue
+                    if sensor in readings:
+                        self._duplicate(sensor, f"{column}.{'.'.join(map(str, index))}")
                         continue
                     try:
                         value = scaled(metric, raw)
@@ -85,7 +95,10 @@ class SensorReader:
                 if sensor_type is None:
                     continue
                 sensor = slug(typed.name, index[:-1], typed.unit_part, typed.master_unit, sensor=sensor_type.suffix)
-                if sensor is None or sensor in readings:
+                if sensor is None:
+                    continue
+                if sensor in readings:
+                    self._duplicate(sensor, f"{typed.value_column}.{'.'.join(map(str, index))}")
                     continue
                 try:
                     value = with_decimals(raw, decimals.get(index, 0))
