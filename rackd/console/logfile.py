@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -31,6 +32,7 @@ class ConsoleLog:
         self._size = 0
         self._mid_line = False  # the file ends inside a console line (no newline yet)
         self._failing = False
+        self._rotate_retry_at = 0  # after a failed rotation, the size at which to try again
 
     # ------------------------------------------------------------------ writing
 
@@ -38,6 +40,7 @@ class ConsoleLog:
         """Console output, exactly as received; each new line starts with a timestamp."""
         if not data:
             return
+        self._prepare()
         stamp = self._stamp() + DATA
         out = bytearray()
         pieces = data.split(b"\n")
@@ -62,6 +65,7 @@ class ConsoleLog:
         self._maybe_rotate()
 
     def _marker(self, text: str) -> bytes:
+        self._prepare()
         clean = text.replace("\r", " ").replace("\n", " ").encode("utf-8", "replace")
         if self._mid_line:
             self._mid_line = False
@@ -104,13 +108,20 @@ class ConsoleLog:
             self._fd = fd
         return self._fd
 
+    def _prepare(self) -> None:
+        # Open before composing a write: opening learns whether the file ends inside a console line.
+        with contextlib.suppress(OSError):  # _write reports the failure (once) and retries on the next write
+            self._open()
+
     def _close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
 
     def _maybe_rotate(self) -> None:
-        if self._size < self._rotate_bytes or (self._mid_line and self._size < self._rotate_hard):
+        if self._size < max(self._rotate_bytes, self._rotate_retry_at):
+            return
+        if self._mid_line and self._size < self._rotate_hard:
             return
         self.rotate()
 
@@ -134,8 +145,10 @@ class ConsoleLog:
         if failure is not None:
             # Appending to the file that is still there loses nothing; the next rotation tries again.
             log.error("console_log_rotate_failed", path=str(self.path), error=failure)
+            self._rotate_retry_at = self._size + self._rotate_bytes // 4
             self._write(self._marker(f"log rotation failed ({failure}); continuing in this file"))
             return
+        self._rotate_retry_at = 0
         self._write(self._marker(f"log continued from {self.path.name}.1"))
 
     def reopen(self) -> None:

@@ -48,7 +48,7 @@ SERVICES: tuple[tuple[float, str], ...] = (
     (0.0, ""),
 )
 
-PANIC = (
+OOPS = (
     "BUG: kernel NULL pointer dereference, address: 0000000000000008",
     "#PF: supervisor read access in kernel mode",
     "Oops: 0000 [#1] PREEMPT SMP NOPTI",
@@ -59,9 +59,23 @@ PANIC = (
     " nvidia_unlocked_ioctl+0x1c3/0x8c0 [nvidia]",
     " __x64_sys_ioctl+0x95/0xd0",
     " </TASK>",
-    "Kernel panic - not syncing: Fatal exception",
+    "---[ end trace 0000000000000000 ]---",
+)
+
+# What `echo c > /proc/sysrq-trigger` prints: a panic without a preceding oops.
+PANIC = (
+    "sysrq: Trigger a crash",
+    "Kernel panic - not syncing: sysrq triggered crash",
+    "CPU: 3 PID: 5120 Comm: bash Tainted: P           OE      6.8.0-45-generic #45-Ubuntu",
+    "Hardware name: Supermicro AS -8125GS-TNHR/H13DSG-O-CPU, BIOS 2.6.3 07/14/2025",
+    "Call Trace:",
+    " <TASK>",
+    " dump_stack_lvl+0x48/0x70",
+    " panic+0x1a1/0x3a0",
+    " sysrq_handle_crash+0x1a/0x20",
+    " </TASK>",
     "Kernel Offset: 0x1e000000 from 0xffffffff81000000 (relocation range: 0xffffffff80000000-0xffffffffbfffffff)",
-    "---[ end Kernel panic - not syncing: Fatal exception ]---",
+    "---[ end Kernel panic - not syncing: sysrq triggered crash ]---",
 )
 
 XID_TEXT = {

@@ -12,7 +12,10 @@ import sys
 
 from rackd_sim.console_server.server import LOOPBACK, ConsoleServerSim
 
-HELP = "commands: on NAME | off NAME | panic NAME | xid NAME [CODE] | garbage NAME [N] | flood NAME [LINES] | drop NAME"
+HELP = (
+    "commands: on NAME | off NAME | panic NAME | oops NAME | xid NAME [CODE] | garbage NAME [N]"
+    " | flood NAME [LINES] | drop NAME"
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -41,6 +44,7 @@ def apply_command(sim: ConsoleServerSim, line: str) -> str:
         "on": console.power_on,
         "off": console.power_off,
         "panic": console.inject_panic,
+        "oops": console.inject_oops,
         "xid": lambda: console.inject_xid(number or 79),
         "garbage": lambda: console.inject_garbage(number or 256),
         "flood": lambda: console.flood(number or 1000),

@@ -234,8 +234,13 @@ class SimulatedConsole:
 
     # ------------------------------------------------------------------ faults
 
+    def inject_oops(self) -> None:
+        """A kernel oops (the machine keeps running, degraded)."""
+        for text in bootlog.OOPS:
+            self.kernel(text)
+
     def inject_panic(self) -> None:
-        """A kernel oops escalating to a panic; the console then ignores input."""
+        """A kernel panic; the console then ignores input."""
         for text in bootlog.PANIC:
             self.kernel(text)
         self.state = LoginState.PANICKED

@@ -144,13 +144,33 @@ class ConsoleServerSim:
 
     async def start(self) -> None:
         """Listen on a free loopback port per console and protocol."""
-        loop = asyncio.get_running_loop()
         for endpoint in self.endpoints.values():
             endpoint.console.start()
-            for protocol in PROTOCOLS:
-                server = await loop.create_server(functools.partial(self._accept, endpoint, protocol), self.host, 0)
-                endpoint.servers.append(server)
-                endpoint.ports[protocol] = server.sockets[0].getsockname()[1]
+            await self._listen(endpoint)
+
+    async def _listen(self, endpoint: ConsoleEndpoint) -> None:
+        loop = asyncio.get_running_loop()
+        for protocol in PROTOCOLS:
+            port = endpoint.ports.get(protocol, 0)
+            server = await loop.create_server(functools.partial(self._accept, endpoint, protocol), self.host, port)
+            endpoint.servers.append(server)
+            endpoint.ports[protocol] = server.sockets[0].getsockname()[1]
+
+    async def go_offline(self, name: str) -> None:
+        """The console server stops answering for this console: clients dropped, connects refused."""
+        endpoint = self.endpoints[name]
+        for server in endpoint.servers:
+            server.close()
+        endpoint.drop_connections()
+        for server in endpoint.servers:
+            await server.wait_closed()
+        endpoint.servers.clear()
+
+    async def go_online(self, name: str) -> None:
+        """Listen again, on the same ports."""
+        endpoint = self.endpoints[name]
+        if not endpoint.servers:
+            await self._listen(endpoint)
 
     def _accept(self, endpoint: ConsoleEndpoint, protocol: str) -> _Connection:
         record = ConnectionRecord(protocol, "", dt.datetime.now(dt.UTC))
