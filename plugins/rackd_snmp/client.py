@@ -26,6 +26,7 @@ from pysnmp.hlapi.v3arch.asyncio import (
     UsmUserData,
     bulk_cmd,
     get_cmd,
+    next_cmd,
     set_cmd,
 )
 from pysnmp.proto import errind
@@ -269,8 +270,6 @@ class SnmpClient:
         return results
 
     async def _getnext_v1(self, what: str, oids: Sequence[str]) -> _Reply:
-        from pysnmp.hlapi.v3arch.asyncio import next_cmd  # noqa: PLC0415 - only SNMPv1 agents need GETNEXT
-
         return await self._request(what, next_cmd, *(ObjectType(ObjectIdentity(oid)) for oid in oids))
 
     @staticmethod

@@ -68,13 +68,24 @@ async def test_v3_wrong_auth_key_is_an_auth_error(
         await driver.open(context, v3_options(sim["pdu1"].endpoint, auth_key="not-the-key"))
 
 
-async def test_v3_wrong_priv_key_looks_like_silence(
+async def test_v3_wrong_priv_key_is_an_auth_error(
     simulated: Simulated, driver: SnmpDriver, context: SessionContext
 ) -> None:
-    # The agent cannot decrypt the request and drops it: the message says credentials may be the cause.
+    # pysnmp's agent answers a report (usmStatsDecryptionErrors); snmpd-like agents drop the request instead,
+    # which the driver reports as a timeout whose message names a wrong privacy key as a possible cause.
     sim = simulated(PduSpec(vendor="apc_rpdu2", outlets=2, v3_users=(USER,)))
-    with pytest.raises((DeviceTimeoutError, AuthError), match=r"privacy key|credentials"):
+    with pytest.raises(AuthError, match="credentials refused"):
         await driver.open(context, v3_options(sim["pdu1"].endpoint, priv_key="not-the-key"))
+
+
+async def test_v3_unknown_user_is_an_auth_error(
+    simulated: Simulated, driver: SnmpDriver, context: SessionContext
+) -> None:
+    sim = simulated(PduSpec(vendor="apc_rpdu2", outlets=2, v3_users=(USER,)))
+    options = v3_options(sim["pdu1"].endpoint)
+    stranger = options.model_copy(update={"snmp": options.snmp.model_copy(update={"user": "stranger"})})
+    with pytest.raises(AuthError, match="Unknown USM user"):
+        await driver.open(context, stranger)
 
 
 async def test_snmp_v1_walks_with_getnext(simulated: Simulated, driver: SnmpDriver, context: SessionContext) -> None:
