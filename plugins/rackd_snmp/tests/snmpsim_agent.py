@@ -27,7 +27,7 @@ class SnmpsimAgent:
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
 
-    def start(self, recordings: list[Path]) -> None:
+    def start(self, recordings: list[Path], v3_options: tuple[str, ...] = ()) -> None:
         data = self.workdir / "data"
         data.mkdir(parents=True)
         for recording in recordings:
@@ -37,6 +37,7 @@ class SnmpsimAgent:
         self.process = subprocess.Popen(
             [
                 str(Path(sys.executable).parent / "snmpsim-command-responder"),
+                *v3_options,  # positional: they must come before --data-dir, or snmpsim builds a second engine
                 f"--data-dir={data}",
                 f"--cache-dir={self.workdir / 'cache'}",
                 f"--agent-udpv4-endpoint={LOOPBACK}:{self.port}",
@@ -48,7 +49,7 @@ class SnmpsimAgent:
             start_new_session=True,
         )
 
-    def wait_ready(self, community: str, deadline: float = 60.0) -> None:
+    def wait_ready(self, community: str, deadline: float = 60.0, v3: tuple[str, ...] = ()) -> None:
         """Poll with net-snmp's snmpget until the agent answers (it indexes its data files first)."""
         assert self.process is not None
         until = time.monotonic() + deadline
@@ -56,7 +57,7 @@ class SnmpsimAgent:
             if self.process.poll() is not None:
                 raise RuntimeError(f"snmpsim exited: {(self.workdir / 'snmpsim.log').read_text(errors='replace')}")
             answer = subprocess.run(
-                ["snmpget", "-v2c", "-c", community, "-t", "0.5", "-r", "0", f"{LOOPBACK}:{self.port}",
+                ["snmpget", *(v3 or ("-v2c", "-c", community)), "-t", "0.5", "-r", "0", f"{LOOPBACK}:{self.port}",
                  "1.3.6.1.2.1.1.2.0"],
                 capture_output=True,
                 check=False,
