@@ -201,6 +201,7 @@ class PduConfig(_DeviceBase):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     driver: str
+    feed: Name | None = None  # the power feed it is on ("A", "B"): rack totals are reported per feed
 
 
 class ConsoleServerConfig(_DeviceBase):
@@ -269,6 +270,7 @@ class DeviceSpec:
     console: ConsoleConfig | None = None
     max_power_w: float | None = None
     escalate: bool = False
+    feed: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -415,7 +417,7 @@ def _known_keys(model: type[BaseModel]) -> str:
     return ", ".join(model.model_fields)
 
 
-_COMMON_DEVICE_KEYS = frozenset(_DeviceBase.model_fields) | {"driver"}
+_COMMON_DEVICE_KEYS = frozenset(_DeviceBase.model_fields) | {"driver", "feed"}
 _SECTIONS: Mapping[str, type[BaseModel]] = {
     "node": NodeConfig,
     "pdu": PduConfig,
@@ -601,6 +603,7 @@ def _device_specs(settings: RackdSettings, options: Mapping[tuple[str, int], Dri
             role="pdu",
             driver=pdu.driver,
             options=options.get(("pdu", index)),
+            feed=pdu.feed,
             **common(pdu),
         )
     for index, server in enumerate(settings.console_server):

@@ -110,6 +110,52 @@ class EventPayload(_DeviceEnvelope):
     data: dict[str, Any]
 
 
+class PhasePayload(WireModel):
+    """One phase of a feed: power (W) and current (A) where the PDUs meter them."""
+
+    power: float | None = None
+    current: float | None = None
+
+
+class FeedPayload(WireModel):
+    """One power feed (A/B) of a rack: the sum of its PDUs."""
+
+    power: float | None
+    pdus: list[str]
+    phases: dict[str, PhasePayload]
+
+
+class RackNodePayload(WireModel):
+    """A node's draw as its outlets meter it, next to its BMC's own figure (DCMI)."""
+
+    outlet_power: float | None
+    bmc_power: float | None
+
+
+class RackTelemetryPayload(_Envelope):
+    """`…/{rack}/_rack/telemetry`: totals per feed and phase, per-node draw, budget use."""
+
+    site: str
+    rack: str
+    total_power: float | None
+    budget_w: float | None
+    budget_use: float | None
+    feeds: dict[str, FeedPayload]
+    nodes: dict[str, RackNodePayload]
+
+
+class RackEventPayload(_Envelope):
+    """`…/{rack}/_rack/event`: budget thresholds and phase imbalance."""
+
+    site: str
+    rack: str
+    id: str
+    type: EventType
+    severity: Severity
+    message: str
+    data: dict[str, Any]
+
+
 class DaemonEventPayload(_Envelope):
     """`…/_daemon/{instance}/event`: events about the daemon itself."""
 
@@ -164,6 +210,8 @@ WIRE_MODELS: Mapping[str, type[WireModel]] = {
     "telemetry": TelemetryPayload,
     "state": StatePayload,
     "event": EventPayload,
+    "rack_telemetry": RackTelemetryPayload,
+    "rack_event": RackEventPayload,
     "daemon_event": DaemonEventPayload,
     "daemon_status": DaemonStatusPayload,
     "command_request": CommandRequestPayload,

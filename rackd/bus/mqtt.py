@@ -18,6 +18,11 @@ from paho.mqtt.properties import Properties
 from rackd.bus.codec import (
     DaemonEventPayload,
     DaemonStatusPayload,
+    FeedPayload,
+    PhasePayload,
+    RackEventPayload,
+    RackNodePayload,
+    RackTelemetryPayload,
     event_payload,
     result_payload,
     state_payload,
@@ -29,6 +34,7 @@ from rackd.config import DeviceSpec, MqttConfig
 from rackd.model import CommandResult, Event, EventType, Reading, Severity
 from rackd.runtime.backoff import Backoff
 from rackd.runtime.clock import Clock
+from rackd.runtime.rack_power import RackFigures
 from rackd.runtime.state import DeviceState
 
 log = structlog.get_logger(__name__)
@@ -107,6 +113,42 @@ class MqttBus:
         topic = response_topic or self.topics.command_result(device.rack, device.id)
         key = f"result:{device.id}:{result.id}:{result.status}:{len(result.steps)}"
         self._spool_append(key, topic, payload.encode(), correlation)
+
+    def publish_rack(self, figures: RackFigures, ts: dt.datetime) -> None:
+        """Rack telemetry (newest per rack while offline, like device telemetry)."""
+        payload = RackTelemetryPayload(
+            ts=ts,
+            site=self._site,
+            rack=figures.rack,
+            total_power=figures.total_power,
+            budget_w=figures.budget_w,
+            budget_use=figures.budget_use,
+            feeds={
+                name: FeedPayload(
+                    power=feed.power if feed.complete else None,
+                    pdus=feed.pdus,
+                    phases={p: PhasePayload(**values) for p, values in feed.phases.items()},
+                )
+                for name, feed in figures.feeds.items()
+            },
+            nodes={node: RackNodePayload(**values) for node, values in figures.nodes.items()},
+        )
+        self._telemetry[self.topics.rack_telemetry(figures.rack)] = payload.encode()
+        self._wake.set()
+
+    def publish_rack_event(self, rack: str, event: Event) -> None:
+        """A rack event, spooled like device events."""
+        payload = RackEventPayload(
+            ts=event.observed_at,
+            site=self._site,
+            rack=rack,
+            id=event.id,
+            type=event.type,
+            severity=event.severity,
+            message=event.message,
+            data=dict(event.data),
+        )
+        self._spool_append(f"event:{event.id}", self.topics.rack_event(rack), payload.encode())
 
     def set_counts(self, counts: Mapping[str, int]) -> None:
         """Update the figures of the retained daemon status (republished when they change)."""

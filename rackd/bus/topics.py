@@ -57,6 +57,10 @@ class Topics:
         """Rack totals."""
         return f"{self.root}/{rack}/{RACK_LEVEL}/telemetry"
 
+    def rack_event(self, rack: str) -> str:
+        """Rack events (budget, phase imbalance)."""
+        return f"{self.root}/{rack}/{RACK_LEVEL}/event"
+
     def command_subscription(self) -> str:
         """Subscription filter for every device's command topic at this site."""
         return f"{self.root}/+/+/cmd"

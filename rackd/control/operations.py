@@ -6,7 +6,7 @@ import asyncio
 import datetime as dt
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -17,6 +17,7 @@ from rackd.control.protocol import ControlRequest, Role, encode, write_message
 from rackd.control.server import ControlServer, reply
 from rackd.model import Command, CommandResult, CommandStatus, CommandStep, Event, Reading
 from rackd.runtime.actions import ActionEngine, Origin
+from rackd.runtime.rack_power import RackFigures, RackPublisher
 from rackd.runtime.runner import DeviceRunner
 from rackd.runtime.state import DeviceState
 
@@ -73,10 +74,14 @@ class EventFeed:
         self._queues.discard(queue)
 
 
+class FullPublisher(Publisher, RackPublisher, Protocol):
+    """The bus: device and rack publishing."""
+
+
 class FeedPublisher:
     """A Publisher that forwards everything to the bus and also offers events to the live feed."""
 
-    def __init__(self, inner: Publisher, feed: EventFeed) -> None:
+    def __init__(self, inner: FullPublisher, feed: EventFeed) -> None:
         """Wrap `inner`."""
         self._inner = inner
         self._feed = feed
@@ -105,6 +110,15 @@ class FeedPublisher:
     ) -> None:
         """Forward."""
         self._inner.publish_result(device, result, response_topic, correlation)
+
+    def publish_rack(self, figures: RackFigures, ts: dt.datetime) -> None:
+        """Forward."""
+        self._inner.publish_rack(figures, ts)
+
+    def publish_rack_event(self, rack: str, event: Event) -> None:
+        """Forward, then feed the followers."""
+        self._inner.publish_rack_event(rack, event)
+        self._feed.push(f"_rack/{rack}", event)
 
 
 class Operations:

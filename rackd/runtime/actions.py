@@ -28,6 +28,7 @@ from rackd.model import (
 from rackd.runtime.audit import AuditLog
 from rackd.runtime.clock import Clock
 from rackd.runtime.command_store import CommandStore
+from rackd.runtime.rack_power import rack_figures
 from rackd.runtime.runner import DeviceRunner
 
 log = structlog.get_logger(__name__)
@@ -290,13 +291,11 @@ class ActionEngine:
             )
 
     def rack_draw(self, rack: str) -> float:
-        """The rack's measured draw: its PDUs' totals, else the sum of its nodes' own figures."""
-        pdus = [r for r in self.runners.values() if r.spec.rack == rack and r.spec.kind is DeviceKind.PDU]
-        totals = [r.figures.get("total_power") for r in pdus]
-        if totals and all(t is not None for t in totals):
-            return float(sum(t for t in totals if t is not None))
-        nodes = [r for r in self.runners.values() if r.spec.rack == rack and r.spec.kind is DeviceKind.NODE]
-        return float(sum(r.figures.get("system_power") or 0.0 for r in nodes))
+        """The rack's measured draw: the PDUs' total, else the sum of its nodes' own (BMC) figures."""
+        figures = rack_figures(self.config, rack, self.runners)
+        if figures.total_power is not None:
+            return figures.total_power
+        return float(sum(node["bmc_power"] or 0.0 for node in figures.nodes.values()))
 
     # ------------------------------------------------------------------ execution
 

@@ -22,6 +22,7 @@ from rackd.runtime.actions import ActionEngine
 from rackd.runtime.clock import Clock, SystemClock
 from rackd.runtime.cursors import CursorStore
 from rackd.runtime.intake import MqttIntake
+from rackd.runtime.rack_power import RackPowerModel
 from rackd.runtime.runner import DeviceRunner
 from rackd.systemd import Notifier
 
@@ -101,6 +102,7 @@ class Daemon:
         by_id = {runner.spec.id: runner for runner in self.runners}
         self.engine = ActionEngine(config, by_id, self.publisher, self.clock, self.state_dir)
         self.intake = MqttIntake(config, self.bus, self.engine)
+        self.rack_power = RackPowerModel(config, by_id, self.publisher, self.clock)
         control = settings.control
         self.control = ControlServer(
             settings.daemon.control_socket,
@@ -145,6 +147,7 @@ class Daemon:
                     group.create_task(self._status_loop(), name="status"),
                     group.create_task(self._watchdog(bus_task), name="watchdog"),
                     group.create_task(self.engine.recover_interrupted(), name="recover-interrupted"),
+                    group.create_task(self.rack_power.run(), name="rack-power"),
                     *(group.create_task(s.run(), name=type(s).__name__) for s in self.services),
                 ]
                 await self.bus.first_attempt_done.wait()

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from rackd.config import DeviceSpec
 from rackd.model import CommandResult, Event, EventType, Reading
+from rackd.runtime.rack_power import RackFigures
 from rackd.runtime.state import DeviceState
 
 
@@ -19,6 +20,17 @@ class RecordingPublisher:
     states: list[tuple[str, DeviceState]] = field(default_factory=list)
     events: list[tuple[str, Event]] = field(default_factory=list)
     results: list[tuple[str, CommandResult, str | None]] = field(default_factory=list)
+    racks: list[RackFigures] = field(default_factory=list)
+    rack_events: list[tuple[str, Event]] = field(default_factory=list)
+
+    def publish_rack(self, figures: RackFigures, ts: dt.datetime) -> None:
+        """Record rack figures."""
+        del ts
+        self.racks.append(figures)
+
+    def publish_rack_event(self, rack: str, event: Event) -> None:
+        """Record a rack event."""
+        self.rack_events.append((rack, event))
 
     def publish_telemetry(
         self, device: DeviceSpec, source: str, readings: Sequence[Reading], observed_at: dt.datetime

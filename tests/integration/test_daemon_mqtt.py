@@ -44,8 +44,11 @@ def config_text(port: int, state_dir: Path, interval: float = 0.25) -> str:
         id = "pdu-a1"
         rack = "r1"
         driver = "fake"
+        feed = "A"
         host = "pdu-a1"
         targets = ["1", "2"]
+        readings = [{{ sensor = "total_power", kind = "power", value = 4200.0 }},
+                    {{ sensor = "outlet1_power", kind = "power", value = 900.0 }}]
         [[node]]
         id = "gpu-01"
         rack = "r1"
@@ -116,6 +119,10 @@ async def test_status_telemetry_and_state_arrive_and_validate(
                 schema("telemetry").validate(message.json())
             for message in states:
                 schema("state").validate(message.json())
+        (rack,) = await watcher.wait_for(lambda m: m.topic == f"{ROOT}/r1/_rack/telemetry")
+        schema("rack_telemetry").validate(rack.json())
+        assert rack.json()["total_power"] == 4200.0
+        assert rack.json()["nodes"]["gpu-01"]["outlet_power"] == 900.0
         events = await watcher.wait_for(is_event, count=3)
         for message in events:
             schema("event").validate(message.json())
@@ -126,7 +133,8 @@ async def test_status_telemetry_and_state_arrive_and_validate(
         pdu_state = watcher.matching(lambda m: m.topic == f"{ROOT}/r1/pdu-a1/state")[-1].json()
         assert pdu_state["power"] == {"1": "on", "2": "on"}
         assert pdu_state["kind"] == "pdu"
-        sensors = {r["sensor"]: r for r in telemetry[-1].json()["readings"]}
+        node_telemetry = watcher.matching(lambda m: m.topic == f"{ROOT}/r1/gpu-01/telemetry")[-1]
+        sensors = {r["sensor"]: r for r in node_telemetry.json()["readings"]}
         assert sensors["system_power"]["unit"] == "W"
     assert daemon.stop() == 0
 
@@ -169,12 +177,15 @@ async def test_broker_outage_loses_no_events(tmp_path: Path, make_daemon: Callab
         ids = [e["id"] for e in events]
         unique = list(dict.fromkeys(seqs))
         # Nothing lost, in order: every record from the first to the last, each first seen in sequence.
-        assert unique == list(range(unique[0], unique[0] + len(unique)))
+        missing = sorted(set(range(unique[0], unique[-1] + 1)) - set(unique))
+        assert not missing, f"lost {missing}"
+        assert unique == sorted(unique), "out of order"
         # QoS 1 is at-least-once: only a message in flight when the broker died may arrive twice.
         assert len(ids) - len(set(ids)) <= 1
         logs = [entry["event"] for entry in daemon.logs()]
-        assert logs.count("mqtt_unavailable") == 1  # the outage is logged once, not per retry
-        assert logs.count("mqtt_connected") == 2
+        # Each outage is logged once, not per retry (retries log at debug level as mqtt_connect_failed).
+        assert logs.count("mqtt_unavailable") >= 1
+        assert logs.count("mqtt_unavailable") == logs.count("mqtt_connected") - 1, logs
     finally:
         broker.cleanup()
 

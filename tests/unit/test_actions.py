@@ -11,11 +11,12 @@ import pytest
 
 from rackd.config import Config
 from rackd.control.protocol import Role
-from rackd.model import Command, CommandResult, CommandStatus, EventType, PowerAction, PowerState
+from rackd.model import Command, CommandResult, CommandStatus, EventType, PowerAction, PowerState, Reading, SensorKind
 from rackd.runtime.actions import ActionEngine, Origin
 from rackd.runtime.command_store import CommandStore
 from rackd.runtime.cursors import CursorStore
 from rackd.runtime.runner import DeviceRunner
+from rackd.runtime.state import Availability, SourceState
 from rackd.testing.clock import ManualClock
 from rackd.testing.fake_driver import WORLD, FakeDriver, FakeFault, FakeOptions
 from rackd.testing.recording_bus import RecordingPublisher
@@ -257,8 +258,9 @@ async def test_unverified_action_fails_with_what_was_observed(rack: Rack, load: 
 
 
 async def test_power_on_is_checked_against_the_rack_budget(rack: Rack) -> None:
-    rack.runners["pdu-a"].figures = {"total_power": 1200.0}
-    rack.runners["pdu-b"].figures = {"total_power": 1000.0}
+    for pdu, watts in (("pdu-a", 1200.0), ("pdu-b", 1000.0)):
+        rack.runners[pdu].readings = [Reading.of("total_power", SensorKind.POWER, watts)]
+        rack.runners[pdu].source = SourceState(Availability.UP)
     result = await rack.run("power.on", "gpu-02")
     assert result.status is CommandStatus.REJECTED
     assert "2200 W drawn + 1200 W expected > 3000 W" in result.message
