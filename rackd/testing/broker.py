@@ -42,6 +42,7 @@ class Mosquitto:
     port: int = field(default_factory=free_port)
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="rackd-mosquitto-")))
     persistence: bool = False
+    anonymous: bool = True
     extra_config: str = ""
     process: subprocess.Popen[bytes] | None = None
 
@@ -54,7 +55,7 @@ class Mosquitto:
         """The broker config (one directive per line)."""
         lines = [
             f"listener {self.port} 127.0.0.1",
-            "allow_anonymous true",
+            f"allow_anonymous {'true' if self.anonymous else 'false'}",
             f"persistence {'true' if self.persistence else 'false'}",
             f"persistence_location {self.workdir}/",
             "log_dest stdout",

@@ -36,10 +36,19 @@ class MqttWatcher:
     """
 
     def __init__(
-        self, port: int, topic_filter: str = "#", *, client_id: str | None = None, persistent: bool = False
+        self,
+        port: int,
+        topic_filter: str = "#",
+        *,
+        client_id: str | None = None,
+        persistent: bool = False,
+        username: str | None = None,
+        password: str | None = None,
     ) -> None:
         """Nothing connects until the watcher is entered."""
         self.port = port
+        self.username = username
+        self.password = password
         self.topic_filter = topic_filter
         self.client_id = client_id
         self.persistent = persistent
@@ -73,6 +82,8 @@ class MqttWatcher:
             "127.0.0.1",
             self.port,
             identifier=self.client_id,
+            username=self.username,
+            password=self.password,
             protocol=aiomqtt.ProtocolVersion.V5,
             clean_start=not self.persistent,
             properties=properties,

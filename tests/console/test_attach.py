@@ -211,8 +211,18 @@ async def test_scripts_tail_send_and_break(daemon: Daemonish) -> None:
 
     async def rackd(*args: str) -> tuple[int, bytes, bytes]:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "rackd", "console", "gpu-01", "--socket", path, *args,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env,
+            sys.executable,
+            "-m",
+            "rackd",
+            "console",
+            "gpu-01",
+            "--socket",
+            path,
+            *args,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env=env,
         )
         out, err = await process.communicate()
         assert process.returncode is not None

@@ -249,8 +249,15 @@ async def test_conman_attaches_to_the_simulator_and_logs_its_console(booted: Con
         assert b"hello conman\r\n" in log.read_bytes()
         # conman's client, attached read-only through conmand, sees the same console
         client = await asyncio.create_subprocess_exec(
-            "conman", "-d", f"127.0.0.1:{port}", "-m", "-Q", "node1",
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            "conman",
+            "-d",
+            f"127.0.0.1:{port}",
+            "-m",
+            "-Q",
+            "node1",
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
         assert client.stdout is not None
         try:
