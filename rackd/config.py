@@ -112,6 +112,14 @@ class MqttConfig(_Strict):
         return urlsplit(self.url).port or (8883 if self.tls else 1883)
 
 
+class SigningConfig(_Strict):
+    """Signed MQTT commands: each operator's shared key; unsigned, tampered, stale or replayed commands are refused."""
+
+    keys: dict[str, Secret]  # operator name (the request's requested_by) -> HMAC-SHA256 key
+    admins: list[str] = []  # signers whose commands carry the admin role (the others: operator)
+    max_skew: Seconds = 300.0
+
+
 class ControlConfig(_Strict):
     """Roles on the control socket: user names, or `@group` for every member of a group.
 
@@ -121,6 +129,7 @@ class ControlConfig(_Strict):
     viewers: list[str] = []  # status, sensors, events, console watch
     operators: list[str] = []  # + power, outlets, console write
     admins: list[str] = []  # + protected targets, bulk actions over the threshold
+    signing: SigningConfig | None = None  # if set, MQTT commands must be signed
 
 
 class ActionsConfig(_Strict):
@@ -532,6 +541,7 @@ def _all_secrets(
 ) -> Iterable[tuple[tuple[int | str, ...], Secret]]:
     if settings is not None:
         yield from _secrets_in(settings.mqtt, ("mqtt",))
+        yield from _secrets_in(settings.control, ("control",))
     for (section, index), opts in options.items():
         yield from _secrets_in(opts, (section, index, "bmc") if section == "node" else (section, index))
 

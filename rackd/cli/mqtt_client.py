@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import json
 import socket
 import sys
@@ -16,6 +17,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from rackd.control.client import ControlError
+from rackd.control.signing import sign
 
 RETAINED_QUIET = 0.5  # s without a new retained message before the snapshot is taken as complete
 
@@ -86,14 +88,17 @@ async def mqtt_act(args: argparse.Namespace, action: str, targets: list[tuple[st
             properties.ResponseTopic = reply_topic
             properties.CorrelationData = command_id.encode()
             args_out = {**extra, **({"force": True} if args.force else {})}
-            request = {
+            request: dict[str, Any] = {
                 "v": 1,
                 "id": command_id,
                 "action": action,
                 "args": args_out,
                 "reason": args.reason,
-                "requested_by": "rackd-cli",
+                "requested_by": args.sign_as or "rackd-cli",
             }
+            if args.sign_as and args.sign_key_file:
+                key = args.sign_key_file.read_text(encoding="utf-8").splitlines()[0]
+                request = sign(request, args.sign_as, key, dt.datetime.now(dt.UTC))
             await client.publish(topic, json.dumps(request), qos=1, properties=properties)
             async for message in client.messages:
                 if str(message.topic) != reply_topic or not isinstance(message.payload, bytes):

@@ -28,6 +28,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         where.add_argument("--socket", type=Path, help="control socket path")
         where.add_argument("--mqtt", metavar="URL", help="go through the broker instead (mqtt://host:port)")
         parser.add_argument("--json", action="store_true", help="machine-readable output")
+        parser.add_argument("--sign-as", metavar="NAME", help="with --mqtt: sign commands as this operator")
+        parser.add_argument("--sign-key-file", type=Path, metavar="FILE", help="with --mqtt: the operator's key")
 
     status = sub.add_parser("status", help="availability, power and health of devices")
     status.add_argument("targets", nargs="*", metavar="TARGET")

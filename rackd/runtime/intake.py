@@ -13,6 +13,7 @@ from rackd.bus.codec import CommandRequestPayload
 from rackd.bus.mqtt import MqttBus
 from rackd.config import Config
 from rackd.control.protocol import Role
+from rackd.control.signing import SIGNATURE_FIELDS, SignatureError, SignatureVerifier
 from rackd.model import Command, CommandResult, CommandStatus
 from rackd.runtime.actions import ActionEngine, Origin
 
@@ -30,6 +31,9 @@ class MqttIntake:
         self.bus = bus
         self.engine = engine
         self.role = Role[config.settings.actions.mqtt_role.upper()]
+        signing = config.settings.control.signing
+        self.verifier = SignatureVerifier(signing.keys, signing.max_skew) if signing is not None else None
+        self.signing_admins = frozenset(signing.admins) if signing is not None else frozenset()
         bus.subscribe(bus.topics.command_subscription(), self.handle)
 
     async def handle(self, message: aiomqtt.Message) -> None:
@@ -41,10 +45,26 @@ class MqttIntake:
         if parsed is None or parsed[2] != "cmd":
             return
         rack, device, _ = parsed
-        request, error, raw_id = parse_request(payload)
+        request, error, raw_id = parse_request(payload, signed=self.verifier is not None)
         if request is None:
             self._reject(device, raw_id, "invalid", error, response_topic, correlation)
             return
+        role, who = self.role, request.requested_by or "mqtt"
+        if self.verifier is not None:
+            try:
+                # A redelivery of a command already carried out is answered from the store, not refused as replayed.
+                known = self.engine.store.get(request.id) is not None
+                who = self.verifier.verify(json.loads(payload), self.engine.clock.now(), check_nonce=not known)
+            except SignatureError as exc:
+                log.warning("command_signature_refused", device=device, command_id=request.id, error=str(exc))
+                self.engine.audit_denial(
+                    f"mqtt {request.requested_by or '?'}", f"{request.action} on {device}", str(exc)
+                )
+                self._reject(
+                    device, request.id, request.action, str(exc), response_topic, correlation, prefix="refused"
+                )
+                return
+            role = Role.ADMIN if who in self.signing_admins else Role.OPERATOR
         try:
             spec = self.config.device(device)
         except KeyError:
@@ -60,23 +80,30 @@ class MqttIntake:
                 correlation,
             )
             return
-        command = Command(request.id, request.action, device, request.args, request.requested_by, request.reason)
-        origin = Origin("mqtt", request.requested_by or "mqtt", self.role, response_topic, correlation)
+        command = Command(request.id, request.action, device, request.args, who, request.reason)
+        origin = Origin("mqtt", who, role, response_topic, correlation)
         self.engine.submit_in_background(command, origin, force=bool(request.args.get("force", False)))
 
     def _reject(
-        self, device: str, command_id: str, action: str, why: str, response_topic: str | None, correlation: bytes | None
+        self,
+        device: str,
+        command_id: str,
+        action: str,
+        why: str,
+        response_topic: str | None,
+        correlation: bytes | None,
+        prefix: str = "malformed request",
     ) -> None:
         log.info("command_malformed", device=device, command_id=command_id, error=why)
         try:
             spec = self.config.device(device)
         except KeyError:
             return
-        result = CommandResult(command_id, device, action, CommandStatus.REJECTED, f"malformed request: {why}")
+        result = CommandResult(command_id, device, action, CommandStatus.REJECTED, f"{prefix}: {why}")
         self.bus.publish_result(spec, result, response_topic, correlation)
 
 
-def parse_request(payload: bytes) -> tuple[CommandRequestPayload | None, str, str]:
+def parse_request(payload: bytes, *, signed: bool = False) -> tuple[CommandRequestPayload | None, str, str]:
     """(request, "", id) or (None, why it is malformed, the id if one could be read)."""
     if len(payload) > MAX_PAYLOAD:
         return None, f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}", "unknown"
@@ -85,6 +112,8 @@ def parse_request(payload: bytes) -> tuple[CommandRequestPayload | None, str, st
         data: Any = json.loads(payload.decode("utf-8"))
         if isinstance(data, dict) and isinstance(data.get("id"), str):
             raw_id = data["id"][:128]
+        if signed and isinstance(data, dict):
+            data = {k: v for k, v in data.items() if k not in SIGNATURE_FIELDS}  # checked by the verifier
         return CommandRequestPayload.model_validate(data), "", raw_id
     except (UnicodeDecodeError, ValueError, RecursionError, ValidationError) as exc:
         return None, _describe(exc), raw_id

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import os
 import shutil
@@ -22,6 +23,7 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from rackd.control.signing import sign
 from rackd.testing.broker import Mosquitto
 from rackd.testing.processes import DaemonProcess
 from rackd.testing.watcher import MqttWatcher, Received
@@ -32,8 +34,8 @@ ROOT = "rackd/v1/lab"
 SCHEMAS = Path(__file__).resolve().parents[2] / "docs" / "schemas"
 
 
-def config_text(port: int, home: Path, cycle_off_time: float = 0.5, bulk_threshold: int = 5) -> str:
-    return textwrap.dedent(
+def config_text(port: int, home: Path, cycle_off_time: float = 0.5, bulk_threshold: int = 5, extra: str = "") -> str:
+    return extra + textwrap.dedent(
         f"""
         [site]
         name = "lab"
@@ -112,7 +114,7 @@ def home() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def make_site(broker: Mosquitto, home: Path, **options: float) -> Site:
+def make_site(broker: Mosquitto, home: Path, **options: float | str) -> Site:
     config = home / "rackd.toml"
     config.write_text(config_text(broker.port, home, **options))  # type: ignore[arg-type]
     return Site(broker, home, DaemonProcess(config, home / "daemon.log"))
@@ -302,5 +304,41 @@ async def test_sigkill_mid_cycle_is_reported_interrupted_after_restart(broker: M
             await request(broker.port, "gpu-01", command, reply_to, b"k")
             await replies.wait_for(lambda m: m.json()["status"] == "interrupted")
             assert len(events.matching(lambda m: m.json()["type"] == "action_started")) == 1
+    finally:
+        the_site.daemon.cleanup()
+
+
+async def test_signed_commands_only_when_signing_is_on(broker: Mosquitto, home: Path) -> None:
+    (home / "alice.key").write_text("alice-shared-key\n")
+    signing = f'[control.signing]\nkeys = {{ alice = {{ file = "{home}/alice.key" }} }}\nmax_skew = 60\n'
+    the_site = make_site(broker, home, extra=signing)
+    the_site.daemon.start()
+    now = dt.datetime.now(dt.UTC)
+    base = {"v": 1, "action": "power.off"}
+    try:
+        async with MqttWatcher(broker.port, f"{ROOT}/r1/+/cmd/result") as results:
+            async with MqttWatcher(broker.port, f"{ROOT}/_daemon/+/status") as watcher:
+                await watcher.wait_for(lambda m: m.json()["counts"].get("reachable") == 5)
+            await request(broker.port, "gpu-01", {**base, "id": "unsigned-1", "requested_by": "alice"})
+            signed = sign({**base, "id": "tampered-1"}, "alice", "alice-shared-key", now)
+            await request(broker.port, "gpu-01", {**signed, "action": "power.cycle"})
+            stale = sign({**base, "id": "stale-1"}, "alice", "alice-shared-key", now - dt.timedelta(seconds=600))
+            await request(broker.port, "gpu-01", stale)
+            good = sign({**base, "id": "good-1"}, "alice", "alice-shared-key", now)
+            await request(broker.port, "gpu-01", good)
+            await results.wait_for(lambda m: m.json()["id"] == "good-1" and is_final(m))
+            await request(broker.port, "gpu-01", good)  # replayed verbatim: answered from the store, no action
+            await results.wait_for(lambda m: m.json()["id"] == "good-1" and is_final(m), count=2)
+            finals = {m.json()["id"]: m.json() for m in results.matching(is_final)}
+        assert "unsigned command refused" in finals["unsigned-1"]["message"]
+        assert "bad signature" in finals["tampered-1"]["message"]
+        assert "stale" in finals["stale-1"]["message"]
+        assert finals["good-1"]["status"] == "succeeded"
+        assert all(finals[i]["status"] == "rejected" for i in ("unsigned-1", "tampered-1", "stale-1"))
+        audit = [json.loads(line) for line in (home / "state" / "audit.jsonl").read_text().splitlines()]
+        acted = [r for r in audit if r.get("command_id") == "good-1"]
+        assert [r["status"] for r in acted] == ["running", "succeeded"]  # once, despite the replay
+        assert acted[-1]["origin"]["who"] == "alice"  # authenticated, not merely claimed
+        assert sum(1 for r in audit if r["kind"] == "denied") == 3
     finally:
         the_site.daemon.cleanup()
