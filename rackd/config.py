@@ -170,6 +170,7 @@ class _DeviceBase(BaseModel):
     tags: list[str] = []
     poll_interval: Seconds | None = None
     call_timeout: Seconds | None = None
+    power_timeout: Seconds | None = None  # how long a power change may take to be observed (slow BMCs: more)
 
 
 class DriverTable(BaseModel):
@@ -273,6 +274,7 @@ class DeviceSpec:
     options: DriverOptions | None
     poll_interval: float
     call_timeout: float
+    power_timeout: float
     protected: bool
     tags: tuple[str, ...]
     outlets: tuple[str, ...] = ()
@@ -591,6 +593,7 @@ def _device_specs(settings: RackdSettings, options: Mapping[tuple[str, int], Dri
             "rack": device.rack,
             "poll_interval": device.poll_interval or defaults.poll_interval,
             "call_timeout": device.call_timeout or defaults.call_timeout,
+            "power_timeout": device.power_timeout or defaults.power_timeout,
             "protected": device.protected,
             "tags": tuple(device.tags),
         }

@@ -105,7 +105,6 @@ class ActionEngine:
         """Open the command store and the audit log."""
         self.config = config
         self.settings = config.settings.actions
-        self.power_timeout = config.settings.defaults.power_timeout
         self.runners = runners
         self.publisher = publisher
         self.clock = clock
@@ -436,7 +435,7 @@ class ActionEngine:
         for switch in switches:
             if states.get(switch.label) is not want:
                 await self._send(switch, action, step)
-        await asyncio.gather(*(self._await_state(s, want, self.power_timeout, step) for s in switches))
+        await asyncio.gather(*(self._await_state(s, want, s.runner.spec.power_timeout, step) for s in switches))
 
     async def _send(self, switch: Switch, action: PowerAction, step: Callable[..., None]) -> None:
         try:
