@@ -150,6 +150,14 @@ class MqttBus:
         )
         self._spool_append(f"event:{event.id}", self.topics.rack_event(rack), payload.encode())
 
+    def forget_device(self, device: DeviceSpec) -> None:
+        """A device left the config: clear its retained state (an empty retained message deletes it)."""
+        topic = self.topics.state(device.rack, device.id)
+        self._retained.pop(topic, None)
+        self._retained_pending[topic] = b""
+        self._telemetry.pop(self.topics.telemetry(device.rack, device.id), None)
+        self._wake.set()
+
     def set_counts(self, counts: Mapping[str, int]) -> None:
         """Update the figures of the retained daemon status (republished when they change)."""
         if dict(counts) != self._counts:

@@ -577,6 +577,18 @@ class ActionEngine:
         if self.console_marker is not None:
             self.console_marker(device, text)
 
+    def configure(self, config: Config) -> None:
+        """Take a reloaded config (the runners dict is shared and updated by the supervisor)."""
+        self.config = config
+        self.settings = config.settings.actions
+
+    async def wait_idle(self, devices: Sequence[str], grace: float) -> None:
+        """Wait (up to `grace`) for actions touching these devices, before their runners are replaced."""
+        touched = {cid for lock, cid in self._busy.items() if lock.split("/")[0] in devices}
+        tasks = [self._inflight[cid] for cid in touched if cid in self._inflight]
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace)
+
     async def drain(self, grace: float) -> None:
         """At shutdown: refuse new commands, give in-flight actions `grace` seconds to finish."""
         self.closing = True

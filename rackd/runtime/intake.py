@@ -27,14 +27,18 @@ class MqttIntake:
 
     def __init__(self, config: Config, bus: MqttBus, engine: ActionEngine) -> None:
         """Subscribe (the bus re-subscribes after every reconnect)."""
-        self.config = config
         self.bus = bus
         self.engine = engine
+        self.configure(config)
+        bus.subscribe(bus.topics.command_subscription(), self.handle)
+
+    def configure(self, config: Config) -> None:
+        """Take a (reloaded) config: MQTT role and signing keys."""
+        self.config = config
         self.role = Role[config.settings.actions.mqtt_role.upper()]
         signing = config.settings.control.signing
         self.verifier = SignatureVerifier(signing.keys, signing.max_skew) if signing is not None else None
         self.signing_admins = frozenset(signing.admins) if signing is not None else frozenset()
-        bus.subscribe(bus.topics.command_subscription(), self.handle)
 
     async def handle(self, message: aiomqtt.Message) -> None:
         """One request message."""

@@ -132,13 +132,17 @@ class RackPowerModel:
         self, config: Config, runners: Mapping[str, DeviceRunner], publisher: RackPublisher, clock: Clock
     ) -> None:
         """Racks are those named by any device."""
-        self.config = config
         self.runners = runners
         self.publisher = publisher
         self.clock = clock
-        self.racks = sorted({spec.rack for spec in config.devices})
+        self.configure(config)
         self._budget_level: dict[str, Severity | None] = {}
         self._unbalanced: dict[tuple[str, str], bool] = {}
+
+    def configure(self, config: Config) -> None:
+        """Take a (reloaded) config."""
+        self.config = config
+        self.racks = sorted({spec.rack for spec in config.devices})
 
     def update(self) -> list[RackFigures]:
         """Compute, publish and raise events once."""

@@ -215,6 +215,7 @@ class DeviceRunner:
                 lambda: self._driver.open(context, options),
             )
             self._reader = DeviceReader(session, self._clock, self.spec.call_timeout)
+            self._log.debug("session_opened")
         return self._reader
 
     async def poll_once(self) -> DeviceRead:

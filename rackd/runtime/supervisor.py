@@ -12,12 +12,12 @@ from typing import Protocol
 import structlog
 
 from rackd.bus.mqtt import MqttBus
-from rackd.config import Config
+from rackd.config import Config, DeviceSpec, load_config
 from rackd.control.operations import EventFeed, FeedPublisher, Operations
 from rackd.control.peers import RoleMap
 from rackd.control.server import ControlServer
 from rackd.drivers.registry import DriverRegistry
-from rackd.errors import DriverNotFoundError
+from rackd.errors import ConfigError, DriverNotFoundError
 from rackd.runtime.actions import ActionEngine
 from rackd.runtime.clock import Clock, SystemClock
 from rackd.runtime.cursors import CursorStore
@@ -87,29 +87,20 @@ class Daemon:
         self.cursors = CursorStore(self.state_dir / "cursors.json")
         self.feed = EventFeed()
         self.publisher = FeedPublisher(self.bus, self.feed)
-        self.runners: list[DeviceRunner] = []
+        # One dict shared with the engine, the operations and the rack model: reload mutates it in place.
+        self.runners: dict[str, DeviceRunner] = {}
         for spec in config.devices:
-            if spec.driver is None:
-                continue
-            try:
-                driver = registry.get(spec.driver)
-            except DriverNotFoundError:
-                log.exception("driver_unavailable", device=spec.id, driver=spec.driver)
-                continue
-            self.runners.append(
-                DeviceRunner(spec, driver, self.publisher, self.clock, self.cursors, settings.defaults, self.state_dir)
-            )
-        by_id = {runner.spec.id: runner for runner in self.runners}
-        self.engine = ActionEngine(config, by_id, self.publisher, self.clock, self.state_dir)
+            runner = self._make_runner(spec)
+            if runner is not None:
+                self.runners[spec.id] = runner
+        self.runner_tasks: dict[str, asyncio.Task[None]] = {}
+        self.engine = ActionEngine(config, self.runners, self.publisher, self.clock, self.state_dir)
         self.intake = MqttIntake(config, self.bus, self.engine)
-        self.rack_power = RackPowerModel(config, by_id, self.publisher, self.clock)
-        control = settings.control
-        self.control = ControlServer(
-            settings.daemon.control_socket,
-            RoleMap(frozenset(control.viewers), frozenset(control.operators), frozenset(control.admins)),
-        )
+        self.rack_power = RackPowerModel(config, self.runners, self.publisher, self.clock)
+        self.control = ControlServer(settings.daemon.control_socket, _role_map(config))
         self.control.on_denied = lambda peer, op, reason: self.engine.audit_denial(peer.describe(), op, reason)
-        Operations(config, by_id, self.engine, self.feed).register(self.control)
+        self.operations = Operations(config, self.runners, self.engine, self.feed)
+        self.operations.register(self.control)
         self.services = [factory(self) for factory in SERVICE_FACTORIES]
         for service in self.services:
             service.register_operations(self.control)
@@ -118,6 +109,19 @@ class Daemon:
                 self.engine.console_marker = marker
         self.notifier = Notifier()
         self._stop = asyncio.Event()
+        self._reload = asyncio.Event()
+        self._group: asyncio.TaskGroup | None = None
+
+    def _make_runner(self, spec: DeviceSpec) -> DeviceRunner | None:
+        if spec.driver is None:
+            return None
+        try:
+            driver = self.registry.get(spec.driver)
+        except DriverNotFoundError:
+            log.exception("driver_unavailable", device=spec.id, driver=spec.driver)
+            return None
+        defaults = self.config.settings.defaults
+        return DeviceRunner(spec, driver, self.publisher, self.clock, self.cursors, defaults, self.state_dir)
 
     def stop(self) -> None:
         """Begin a clean shutdown (SIGTERM/SIGINT)."""
@@ -125,9 +129,14 @@ class Daemon:
             log.info("shutdown_requested")
             self._stop.set()
 
+    def request_reload(self) -> None:
+        """SIGHUP: re-read the config (and reopen log files) at the next turn of the loop."""
+        log.info("reload_requested")
+        self._reload.set()
+
     def counts(self) -> dict[str, int]:
         """Device counts for the daemon status and systemd STATUS."""
-        up = sum(1 for runner in self.runners if runner.available)
+        up = sum(1 for runner in self.runners.values() if runner.available)
         return {"devices": len(self.runners), "reachable": up, "unreachable": len(self.runners) - up}
 
     async def run(self) -> int:
@@ -135,17 +144,19 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         log.info("daemon_starting", site=self.config.site, devices=len(self.runners), config=self.config.source)
         await self.control.start()
         try:
             async with asyncio.TaskGroup() as group:
+                self._group = group
                 bus_task = group.create_task(self.bus.run(), name="bus")
-                runner_tasks = [
-                    group.create_task(runner.run(), name=f"runner:{runner.spec.id}") for runner in self.runners
-                ]
+                for runner in self.runners.values():
+                    self._start_runner(runner)
                 helpers = [
                     group.create_task(self._status_loop(), name="status"),
                     group.create_task(self._watchdog(bus_task), name="watchdog"),
+                    group.create_task(self._reload_loop(), name="reload"),
                     group.create_task(self.engine.recover_interrupted(), name="recover-interrupted"),
                     group.create_task(self.rack_power.run(), name="rack-power"),
                     *(group.create_task(s.run(), name=type(s).__name__) for s in self.services),
@@ -154,39 +165,122 @@ class Daemon:
                 self.notifier.notify("READY=1", f"STATUS={self._status_line()}")
                 log.info("daemon_ready")
                 await self._stop.wait()
-                await self._shutdown(runner_tasks)
+                await self._shutdown()
                 for task in helpers:
                     task.cancel()
         finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
             await self.control.close()
             self.bus.close_spool()
         log.info("daemon_stopped")
         return 0
 
-    async def _shutdown(self, runner_tasks: list[asyncio.Task[None]]) -> None:
+    def _start_runner(self, runner: DeviceRunner) -> None:
+        assert self._group is not None
+        self.runner_tasks[runner.spec.id] = self._group.create_task(runner.run(), name=f"runner:{runner.spec.id}")
+
+    async def _stop_runners(self, ids: list[str]) -> None:
+        """Stop some runners: finish their poll (within the grace), log out of their sessions."""
+        grace = self.config.settings.daemon.shutdown_grace
+        runners = [self.runners[i] for i in ids if i in self.runners]
+        tasks = [self.runner_tasks.pop(r.spec.id) for r in runners if r.spec.id in self.runner_tasks]
+        for runner in runners:
+            runner.request_stop()
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace)
+            for task in pending:
+                task.cancel()  # abandon polls still running after the grace period
+            await asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            async with asyncio.timeout(grace):
+                await asyncio.gather(*(runner.aclose() for runner in runners), return_exceptions=True)
+        except TimeoutError:
+            log.warning("session_logout_timed_out", grace=grace, devices=ids)
+
+    async def _shutdown(self) -> None:
         self.notifier.notify("STOPPING=1")
         grace = self.config.settings.daemon.shutdown_grace
         await self.control.close()  # stop intake first
         await self.engine.drain(grace)  # in-flight actions finish, or are reported interrupted below
         await self.engine.aclose()
-        for runner in self.runners:
-            runner.request_stop()
-        if runner_tasks:
-            _, pending = await asyncio.wait(runner_tasks, timeout=grace)
-            for task in pending:
-                task.cancel()  # abandon polls still running after the grace period
-            await asyncio.gather(*runner_tasks, return_exceptions=True)
         try:
             async with asyncio.timeout(grace):
                 await asyncio.gather(*(service.aclose() for service in self.services), return_exceptions=True)
-                await asyncio.gather(*(runner.aclose() for runner in self.runners), return_exceptions=True)
+        except TimeoutError:
+            log.warning("service_close_timed_out", grace=grace)
+        await self._stop_runners(list(self.runners))
+        try:
+            async with asyncio.timeout(grace):
                 await self.registry.aclose()
         except TimeoutError:
-            log.warning("session_logout_timed_out", grace=grace)
+            log.warning("driver_close_timed_out", grace=grace)
         self.bus.set_counts(self.counts())
         await self.bus.close()
+
+    async def _reload_loop(self) -> None:
+        while True:
+            await self._reload.wait()
+            self._reload.clear()
+            await self.reload()
+
+    async def reload(self) -> bool:
+        """Re-read the config file: add, remove and change devices; untouched devices keep their sessions.
+
+        A config with errors is rejected (each error logged) and the running config kept.
+        """
+        for service in self.services:
+            reopen = getattr(service, "reopen_logs", None)
+            if callable(reopen):
+                reopen()  # logrotate sends SIGHUP too
+        try:
+            new = load_config(self.config.source, self.registry)
+        except ConfigError as exc:
+            log.error(  # noqa: TRY400 - the errors are the message; a traceback would only hide them
+                "config_reload_rejected", config=self.config.source, errors=[str(i) for i in exc.issues]
+            )
+            self.notifier.notify(f"STATUS=config reload rejected ({len(exc.issues)} errors); running the old config")
+            return False
+        old_settings, new_settings = self.config.settings, new.settings
+        for section in ("site", "daemon", "mqtt"):
+            if getattr(old_settings, section) != getattr(new_settings, section):
+                log.warning("config_change_needs_restart", section=section)
+        old = {spec.id: spec for spec in self.config.devices}
+        fresh = {spec.id: spec for spec in new.devices}
+        removed = sorted(set(old) - set(fresh))
+        added = sorted(set(fresh) - set(old))
+        changed = sorted(i for i in set(old) & set(fresh) if old[i] != fresh[i])
+        await self.engine.wait_idle([*removed, *changed], new_settings.daemon.shutdown_grace)
+        await self._stop_runners([i for i in [*removed, *changed] if i in self.runners])
+        for device in [*removed, *changed]:
+            runner = self.runners.pop(device, None)
+            if device in removed and runner is not None:
+                self.bus.forget_device(runner.spec)
+        self.config = new
+        self.engine.configure(new)
+        self.intake.configure(new)
+        self.rack_power.configure(new)
+        self.operations.config = new
+        self.control.roles = _role_map(new)
+        for device in [*added, *changed]:
+            runner = self._make_runner(fresh[device])
+            if runner is not None:
+                self.runners[device] = runner
+                self._start_runner(runner)
+        for service in self.services:
+            reconfigure = getattr(service, "reload", None)
+            if callable(reconfigure):
+                result = reconfigure(new)
+                if asyncio.iscoroutine(result):
+                    await result
+        log.info(
+            "config_reloaded",
+            added=added,
+            removed=removed,
+            changed=changed,
+            unchanged=len(set(old) & set(fresh)) - len(changed),
+        )
+        return True
 
     def _status_line(self) -> str:
         counts = self.counts()
@@ -212,6 +306,11 @@ class Daemon:
             if not bus_task.done():
                 self.notifier.notify("WATCHDOG=1")
             await self.clock.sleep(interval)
+
+
+def _role_map(config: Config) -> RoleMap:
+    control = config.settings.control
+    return RoleMap(frozenset(control.viewers), frozenset(control.operators), frozenset(control.admins))
 
 
 SERVICE_FACTORIES = _service_factories()
