@@ -114,7 +114,6 @@ class ActionEngine:
         self._last_action: dict[str, float] = {}
         self._inflight: dict[str, asyncio.Task[CommandResult]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._on_power_kw: dict[str, float] = {}  # a node's last observed draw while on, for the budget check
         self.console_marker: Callable[[str, str], None] | None = None
         self.closing = False
 
@@ -282,7 +281,9 @@ class ActionEngine:
         if budget is None:
             return
         draw = self.rack_draw(spec.rack)
-        expected = self._on_power_kw.get(spec.id, spec.max_power_w or 0.0)
+        runner = self.runners.get(spec.id)
+        observed = runner.last_on_power if runner is not None else None
+        expected = observed if observed is not None else (spec.max_power_w or 0.0)
         if draw + expected > budget:
             raise CommandRejectedError(
                 f"power-on of {spec.id} would exceed rack {spec.rack}'s budget: {draw:.0f} W drawn + "

@@ -69,6 +69,7 @@ class DeviceRunner:
         self.health: Health = Health.UNKNOWN
         self.figures: dict[str, float | None] = {}
         self.readings: list[Reading] = []
+        self.last_on_power: float | None = None
         self._sensor_health: dict[str, Health] = {}
         self._sensor_states: dict[str, tuple[str, ...]] = {}
         self.polls = 0
@@ -249,6 +250,9 @@ class DeviceRunner:
             self._publisher.publish_telemetry(self.spec, self.spec.role, result.readings, now)
             self.health = readings_health(result.readings)
             self.figures = key_figures(result.readings)
+            draw = self.figures.get("system_power")
+            if draw and PowerState.ON in self.power.values():
+                self.last_on_power = draw  # what this node draws when on: the budget check's estimate
         elif self.health is Health.UNKNOWN:
             self.health = Health.OK
         self._publish_state(result)

@@ -283,3 +283,13 @@ async def test_crash_mid_action_is_reported_interrupted_and_not_resumed(rack: Ra
     again = await rack.run("power.cycle", "gpu-01", command_id="crashed-1")
     assert again.status is CommandStatus.INTERRUPTED
     assert rack.calls("bmc-01") == []
+
+
+async def test_budget_uses_the_nodes_last_observed_on_power(rack: Rack) -> None:
+    for pdu, watts in (("pdu-a", 900.0), ("pdu-b", 900.0)):
+        rack.runners[pdu].readings = [Reading.of("total_power", SensorKind.POWER, watts)]
+        rack.runners[pdu].source = SourceState(Availability.UP)
+    rack.runners["gpu-02"].last_on_power = 1500.0  # measured last time it ran; its max_power_w is 1200
+    result = await rack.run("power.on", "gpu-02")
+    assert result.status is CommandStatus.REJECTED
+    assert "1800 W drawn + 1500 W expected > 3000 W" in result.message
