@@ -139,7 +139,7 @@ async def test_secrets_never_appear_in_any_output(tmp_path: Path) -> None:
         [sys.executable, "-m", "rackd", "check-config", "-c", str(config)],
         capture_output=True,
         text=True,
-        env={**__import__("os").environ, **env},
+        env={**os.environ, **env},
         check=False,
     )
     outputs += [check.stdout, check.stderr]
