@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import socket
+import sqlite3
 import ssl
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -38,6 +40,8 @@ from rackd.runtime.rack_power import RackFigures
 from rackd.runtime.state import DeviceState
 
 log = structlog.get_logger(__name__)
+
+MEMORY_OUTBOX_LIMIT = 10_000  # messages held in memory while the state dir refuses writes
 
 MessageHandler = Callable[[aiomqtt.Message], Awaitable[None]]
 
@@ -71,6 +75,8 @@ class MqttBus:
         self._counts: dict[str, int] = {}
         self._started_at = clock.now()
         self._overflow_dropped = 0
+        self._unspooled: deque[SpoolEntry] = deque()  # accepted, not yet in the spool (in order; see _flush_unspooled)
+        self._disk_degraded = False
         self.connected = asyncio.Event()
         self.first_attempt_done = asyncio.Event()  # readiness: the first connection attempt ended either way
         self.connects = 0
@@ -175,10 +181,36 @@ class MqttBus:
     # ------------------------------------------------------------------ internals
 
     def _spool_append(self, key: str, topic: str, payload: bytes, correlation: bytes | None = None) -> None:
-        dropped = self.spool.append(key, topic, payload, correlation)
-        if dropped:
-            self._overflow(dropped)
+        self._unspooled.append(SpoolEntry(0, key, topic, payload, correlation))
+        self._flush_unspooled()
         self._wake.set()
+
+    def _flush_unspooled(self) -> None:
+        """Move messages held in memory into the spool, in order; while the disk refuses, keep them in memory."""
+        while self._unspooled:
+            entry = self._unspooled[0]
+            try:
+                dropped = self.spool.append(entry.key, entry.topic, entry.payload, entry.correlation)
+            except sqlite3.Error as exc:
+                self._spool_failed(exc)
+                return
+            self._unspooled.popleft()
+            if dropped:
+                self._overflow(dropped)
+        if self._disk_degraded:
+            self._disk_degraded = False
+            log.warning("spool_recovered", path=str(self.spool.path))
+
+    def _spool_failed(self, exc: sqlite3.Error) -> None:
+        # Disk full or read-only: degrade to a bounded in-memory queue rather than lose events or crash.
+        if not self._disk_degraded:
+            self._disk_degraded = True
+            log.error(
+                "spool_write_failed", path=str(self.spool.path), error=str(exc), held_in_memory=len(self._unspooled)
+            )
+        while len(self._unspooled) > MEMORY_OUTBOX_LIMIT:
+            self._unspooled.popleft()
+            self._overflow_dropped += 1
 
     def _overflow(self, dropped: int) -> None:
         first = self._overflow_dropped == 0
@@ -333,10 +365,20 @@ class MqttBus:
                     raise
 
     async def _drain_spool(self, client: aiomqtt.Client) -> None:
+        self._flush_unspooled()
         while batch := self.spool.peek(100):
             for entry in batch:
                 await client.publish(entry.topic, entry.payload, qos=1, properties=self._properties(entry))
-                self.spool.remove(entry.seq)
+                try:
+                    self.spool.remove(entry.seq)
+                except sqlite3.Error as exc:
+                    self._spool_failed(exc)  # sent but not forgotten: it goes again later (at-least-once)
+                    return
+        # What the disk refused goes straight from memory, after everything older that is on disk.
+        while self._unspooled:
+            entry = self._unspooled[0]
+            await client.publish(entry.topic, entry.payload, qos=1, properties=self._properties(entry))
+            self._unspooled.popleft()
         if self._overflow_dropped:
             dropped, self._overflow_dropped = self._overflow_dropped, 0
             log.warning("spool_drained_after_overflow", dropped=dropped)

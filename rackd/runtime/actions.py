@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,7 +138,7 @@ class ActionEngine:
             result = CommandResult(
                 command.id, command.device, command.action, CommandStatus.REJECTED, str(exc), at=self.clock.now()
             )
-            if self.store.claim(command, result):
+            if self._claim(command, result) is not False:
                 self._audit(command, origin, result)
                 self._publish(command.device, result, origin)
                 log.info("command_rejected", command_id=command.id, device=command.device, reason=str(exc))
@@ -145,7 +146,21 @@ class ActionEngine:
         accepted = CommandResult(
             command.id, command.device, command.action, CommandStatus.ACCEPTED, "accepted", at=self.clock.now()
         )
-        if not self.store.claim(command, accepted):  # lost a race with the same id
+        claimed = self._claim(command, accepted)
+        if claimed is None:
+            # Without the id on disk a redelivery after a crash could act twice: refuse rather than risk it.
+            refused = CommandResult(
+                command.id,
+                command.device,
+                command.action,
+                CommandStatus.REJECTED,
+                "cannot record the command id (state dir unwritable): refusing to act",
+                at=self.clock.now(),
+            )
+            self._audit(command, origin, refused)
+            self._publish(command.device, refused, origin)
+            return refused
+        if not claimed:  # lost a race with the same id
             return await self.submit(command, origin, force=force, on_step=on_step)
         self._publish(command.device, accepted, origin)
         for lock in plan.locks:
@@ -157,6 +172,20 @@ class ActionEngine:
         finally:
             if task.done():
                 self._inflight.pop(command.id, None)
+
+    def _claim(self, command: Command, result: CommandResult) -> bool | None:
+        """Record a new id: True, False if already known, None if the store cannot be written."""
+        try:
+            return self.store.claim(command, result)
+        except sqlite3.Error as exc:
+            log.error("command_store_write_failed", command_id=command.id, error=str(exc))  # noqa: TRY400 - no traceback
+            return None
+
+    def _store(self, result: CommandResult) -> None:
+        try:
+            self.store.update(result)
+        except sqlite3.Error as exc:  # the action goes on; its result still reaches the spool and the audit log
+            log.error("command_store_write_failed", command_id=result.id, error=str(exc))  # noqa: TRY400 - no traceback
 
     def submit_in_background(self, command: Command, origin: Origin, *, force: bool = False) -> None:
         """Submit without waiting (MQTT intake must keep reading while a cycle runs)."""
@@ -315,7 +344,7 @@ class ActionEngine:
             command.id, command.device, command.action, CommandStatus.RUNNING, "running", at=self.clock.now()
         )
         if plan.verb not in {"status", "refresh"}:
-            self.store.update(running)
+            self._store(running)
             self._publish(command.device, running, origin)
             self._event(
                 command.device,
@@ -357,7 +386,7 @@ class ActionEngine:
         result = CommandResult(
             command.id, command.device, command.action, status, message, tuple(steps), at=self.clock.now()
         )
-        self.store.update(result)
+        self._store(result)
         self._publish(command.device, result, origin)
         if plan.verb not in {"status", "refresh"}:
             severity = Severity.INFO if status is CommandStatus.SUCCEEDED else Severity.WARNING
@@ -509,7 +538,7 @@ class ActionEngine:
                 (*result.steps, step),
                 at=self.clock.now(),
             )
-            self.store.update(final)
+            self._store(final)
             spec = self._spec_or_none(result.device)
             if spec is not None:
                 self.publisher.publish_result(spec, final)

@@ -18,6 +18,7 @@ class CursorStore:
         """Load the file if it exists; a corrupt file is logged and replaced (the SEL then restarts from now)."""
         self._path = path
         self._cursors: dict[str, str] = {}
+        self._failing = False
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -43,7 +44,17 @@ class CursorStore:
         if cursor is None or self._cursors.get(key) == cursor:
             return
         self._cursors[key] = cursor
-        self._write()
+        try:
+            self._write()
+        except OSError as exc:
+            # Disk full: keep the cursor in memory (a restart may replay a few records, never lose one).
+            if not self._failing:
+                log.error("cursor_write_failed", path=str(self._path), error=str(exc))  # noqa: TRY400 - no traceback
+            self._failing = True
+        else:
+            if self._failing:
+                log.warning("cursor_write_recovered", path=str(self._path))
+            self._failing = False
 
     def _write(self) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,122 @@
+"""A full state dir: the daemon degrades (events held in memory, cursor in memory), says so, and loses nothing."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import sqlite3
+import subprocess
+import tempfile
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from rackd.testing.broker import Mosquitto
+from rackd.testing.processes import DaemonProcess
+from rackd.testing.watcher import MqttWatcher, Received
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root to mount a small tmpfs as the state dir"),
+]
+
+
+@pytest.fixture
+def small_disk() -> Iterator[Path]:
+    mount_point = Path(tempfile.mkdtemp(prefix="rackd-full-"))
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k,mode=0755", "tmpfs", str(mount_point)], check=True)
+    yield mount_point
+    subprocess.run(["umount", "-l", str(mount_point)], check=False)
+    shutil.rmtree(mount_point, ignore_errors=True)
+
+
+def fill(disk: Path) -> Path:
+    filler = disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while True:
+            try:
+                os.write(fd, b"\0" * 4096)  # unbuffered: ENOSPC arrives here, not at close
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                return filler
+    finally:
+        os.close(fd)
+
+
+def wait_until(condition: Callable[[], bool], what: str, within: float = 30) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not reached within {within} s")
+        time.sleep(0.05)  # polling another process's files under a deadline
+
+
+def logged(daemon: DaemonProcess, event: str) -> bool:
+    return any(e.get("event") == event for e in daemon.logs())
+
+
+def spooled(path: Path) -> int:
+    if not path.exists():
+        return 0
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        try:
+            count: int = db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+        except sqlite3.OperationalError:
+            return 0
+        return count
+
+
+def is_record(m: Received) -> bool:
+    return m.topic.endswith("/gpu-01/event") and m.json()["type"] == "log_entry"
+
+
+async def test_full_state_dir_degrades_and_recovers_without_loss(small_disk: Path, tmp_path: Path) -> None:
+    broker = Mosquitto(persistence=True)
+    broker.start()
+    config = tmp_path / "rackd.toml"
+    config.write_text(
+        textwrap.dedent(f"""
+        [site]
+        name = "lab"
+        [daemon]
+        state_dir = "{small_disk}"
+        control_socket = "{tmp_path}/control.sock"
+        [mqtt]
+        url = "mqtt://127.0.0.1:{broker.port}"
+        [defaults]
+        poll_interval = 0.2
+        [[node]]
+        id = "gpu-01"
+        rack = "r1"
+        bmc = {{ driver = "fake", host = "a", log_entries_per_poll = 1 }}
+    """)
+    )
+    daemon = DaemonProcess(config, tmp_path / "daemon.log")
+    try:
+        async with MqttWatcher(broker.port, "rackd/v1/lab/+/+/event", client_id="w", persistent=True) as watcher:
+            broker.stop()  # the watcher's durable session is saved; the daemon starts with no broker
+            daemon.start()
+            wait_until(lambda: spooled(small_disk / "spool.sqlite3") >= 5, "events spooled")
+            filler = fill(small_disk)
+            wait_until(lambda: logged(daemon, "spool_write_failed"), "the full disk reported")
+            wait_until(lambda: logged(daemon, "cursor_write_failed"), "records read while the disk is full")
+            assert daemon.process is not None
+            assert daemon.process.poll() is None  # degraded, not dead
+            filler.unlink()
+            wait_until(lambda: logged(daemon, "spool_recovered"), "recovery once space returns")
+            broker.start()
+            await watcher.wait_for(is_record, count=spooled(small_disk / "spool.sqlite3") + 10, within=30)
+        seqs = list(dict.fromkeys(m.json()["data"]["seq"] for m in watcher.matching(is_record)))
+        missing = sorted(set(range(seqs[0], seqs[-1] + 1)) - set(seqs))
+        assert not missing, f"lost {missing}"
+        assert seqs == sorted(seqs)
+    finally:
+        daemon.cleanup()
+        broker.cleanup()
