@@ -7,9 +7,20 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+
+def wait_until(condition: Callable[[], bool], what: str, within: float = 30.0) -> None:
+    """Block until `condition()` holds (another process's files or logs), or raise TimeoutError naming `what`."""
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not reached within {within} s")
+        time.sleep(0.02)  # polling a condition outside this process, under a deadline
 
 
 @dataclass
@@ -74,6 +85,15 @@ class DaemonProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+    def logged(self, event: str) -> list[dict[str, Any]]:
+        """The log entries with this event name so far."""
+        return [entry for entry in self.logs() if entry.get("event") == event]
+
+    def wait_for_log(self, event: str, count: int = 1, within: float = 30.0) -> list[dict[str, Any]]:
+        """Wait until the daemon logged `event` at least `count` times; returns those entries."""
+        wait_until(lambda: len(self.logged(event)) >= count, f"{event} x{count} in the daemon log", within)
+        return self.logged(event)
 
     def logs(self) -> list[dict[str, Any]]:
         """Every JSON log line the daemon wrote so far."""

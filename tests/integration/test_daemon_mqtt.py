@@ -6,7 +6,6 @@ import json
 import signal
 import sqlite3
 import textwrap
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import jsonschema
 import pytest
 
 from rackd.testing.broker import Mosquitto
-from rackd.testing.processes import DaemonProcess
+from rackd.testing.processes import DaemonProcess, wait_until
 from rackd.testing.watcher import MqttWatcher, Received
 
 pytestmark = pytest.mark.integration
@@ -94,14 +93,6 @@ def spooled(state_dir: Path) -> int:
         return count
 
 
-def wait_until(condition: Callable[[], bool], within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not reached within {within} s")
-        time.sleep(0.05)  # polling an external condition (another process's file) under a deadline
-
-
 async def test_status_telemetry_and_state_arrive_and_validate(
     broker: Mosquitto, make_daemon: Callable[[int], DaemonProcess]
 ) -> None:
@@ -166,7 +157,7 @@ async def test_broker_outage_loses_no_events(tmp_path: Path, make_daemon: Callab
             await watcher.wait_for(is_event, count=5)
             broker.stop()
             # ~10 s of events (one per 0.25 s poll) pile up in the daemon's spool while the broker is gone.
-            wait_until(lambda: spooled(tmp_path / "state") >= 40, 30, "events spooled during the outage")
+            wait_until(lambda: spooled(tmp_path / "state") >= 40, "events spooled during the outage")
             broker.start()
             held = spooled(tmp_path / "state")
             before = len(watcher.matching(is_event))
@@ -196,7 +187,7 @@ async def test_restart_delivers_events_spooled_by_the_previous_run(
     broker = Mosquitto()  # not started yet: the first run has no broker
     first = make_daemon(broker.port)
     first.start()
-    wait_until(lambda: spooled(tmp_path / "state") >= 8, 30, "events spooled with no broker")
+    wait_until(lambda: spooled(tmp_path / "state") >= 8, "events spooled with no broker")
     assert first.stop() == 0
     left = spooled(tmp_path / "state")
     assert left >= 8

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import textwrap
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -48,17 +47,6 @@ poll_interval = {interval}
 """
 
 
-def wait_for_log(daemon: DaemonProcess, event: str, count: int = 1, within: float = 20) -> list[dict[str, object]]:
-    deadline = time.monotonic() + within
-    while True:
-        found = [e for e in daemon.logs() if e.get("event") == event]
-        if len(found) >= count:
-            return found
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{event} x{count} not logged within {within} s")
-        time.sleep(0.05)  # polling another process's log file under a deadline
-
-
 def telemetry_of(device: str) -> Callable[[Received], bool]:
     return lambda m: m.topic == f"{ROOT}/{device}/telemetry"
 
@@ -82,7 +70,7 @@ async def test_sighup_adds_removes_and_changes_devices_and_keeps_the_rest(broker
                 )
             )
             daemon.send_signal(signal.SIGHUP)
-            (reloaded,) = wait_for_log(daemon, "config_reloaded")
+            (reloaded,) = daemon.wait_for_log("config_reloaded")
             assert reloaded["added"] == ["gpu-03"]
             assert reloaded["removed"] == ["gpu-02"]
             assert reloaded["changed"] == ["pdu-a"]
@@ -96,7 +84,7 @@ async def test_sighup_adds_removes_and_changes_devices_and_keeps_the_rest(broker
             # A broken config is refused with its errors; the running config keeps working.
             path.write_text(config(broker.port, tmp_path, NODE.format(id="gpu-01") + "\n[[node]]\nid = 7\n"))
             daemon.send_signal(signal.SIGHUP)
-            (rejected,) = wait_for_log(daemon, "config_reload_rejected")
+            (rejected,) = daemon.wait_for_log("config_reload_rejected")
             assert any("node[1].id" in str(error) for error in rejected["errors"])  # type: ignore[union-attr]
             seen_03 = len(watcher.matching(telemetry_of("gpu-03")))
             await watcher.wait_for(telemetry_of("gpu-03"), count=seen_03 + 3)

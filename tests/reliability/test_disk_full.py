@@ -10,14 +10,13 @@ import sqlite3
 import subprocess
 import tempfile
 import textwrap
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from rackd.testing.broker import Mosquitto
-from rackd.testing.processes import DaemonProcess
+from rackd.testing.processes import DaemonProcess, wait_until
 from rackd.testing.watcher import MqttWatcher, Received
 
 pytestmark = [
@@ -48,18 +47,6 @@ def fill(disk: Path) -> Path:
                 return filler
     finally:
         os.close(fd)
-
-
-def wait_until(condition: Callable[[], bool], what: str, within: float = 30) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not reached within {within} s")
-        time.sleep(0.05)  # polling another process's files under a deadline
-
-
-def logged(daemon: DaemonProcess, event: str) -> bool:
-    return any(e.get("event") == event for e in daemon.logs())
 
 
 def spooled(path: Path) -> int:
@@ -105,12 +92,12 @@ async def test_full_state_dir_degrades_and_recovers_without_loss(small_disk: Pat
             daemon.start()
             wait_until(lambda: spooled(small_disk / "spool.sqlite3") >= 5, "events spooled")
             filler = fill(small_disk)
-            wait_until(lambda: logged(daemon, "spool_write_failed"), "the full disk reported")
-            wait_until(lambda: logged(daemon, "cursor_write_failed"), "records read while the disk is full")
+            daemon.wait_for_log("spool_write_failed")
+            daemon.wait_for_log("cursor_write_failed")
             assert daemon.process is not None
             assert daemon.process.poll() is None  # degraded, not dead
             filler.unlink()
-            wait_until(lambda: logged(daemon, "spool_recovered"), "recovery once space returns")
+            daemon.wait_for_log("spool_recovered")
             broker.start()
             await watcher.wait_for(is_record, count=spooled(small_disk / "spool.sqlite3") + 10, within=30)
         seqs = list(dict.fromkeys(m.json()["data"]["seq"] for m in watcher.matching(is_record)))

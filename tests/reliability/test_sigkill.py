@@ -10,7 +10,6 @@ import random
 import signal
 import sqlite3
 import textwrap
-import time
 from pathlib import Path
 
 import aiomqtt
@@ -23,14 +22,6 @@ from rackd.testing.watcher import MqttWatcher, Received
 pytestmark = pytest.mark.integration
 KILLS = int(os.environ.get("RACKD_SOAK_KILLS", "10"))
 ROOT = "rackd/v1/lab/r1/gpu-01"
-
-
-def wait_for_log(daemon: DaemonProcess, event: str, within: float = 30) -> None:
-    deadline = time.monotonic() + within
-    while not any(e.get("event") == event for e in daemon.logs()):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{event} not logged within {within} s")
-        time.sleep(0.02)  # polling another process's log under a deadline
 
 
 def integrity(path: Path) -> str:
@@ -73,7 +64,7 @@ async def test_repeated_sigkill_loses_nothing_and_never_repeats_an_action(broker
             daemon = DaemonProcess(config, tmp_path / f"daemon-{run}.log")
             daemon.start()
             try:
-                wait_for_log(daemon, "daemon_ready")
+                daemon.wait_for_log("daemon_ready")
                 command_id = f"kill-{run}"
                 commands.append(command_id)
                 async with aiomqtt.Client("127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5) as client:
@@ -87,7 +78,7 @@ async def test_repeated_sigkill_loses_nothing_and_never_repeats_an_action(broker
                 daemon.stop(signal.SIGKILL)
         final = DaemonProcess(config, tmp_path / "daemon-final.log")
         final.start()
-        wait_for_log(final, "daemon_ready")
+        final.wait_for_log("daemon_ready")
         await watcher.wait_for(
             lambda m: (
                 m.topic == f"{ROOT}/cmd/result"

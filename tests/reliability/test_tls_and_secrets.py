@@ -8,8 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,14 +19,6 @@ from rackd.testing.tls import make_certificates
 from rackd.testing.watcher import MqttWatcher
 
 pytestmark = pytest.mark.integration
-
-
-def wait_for_log(daemon: DaemonProcess, predicate: Callable[[dict[str, object]], bool], within: float = 20) -> None:
-    deadline = time.monotonic() + within
-    while not any(predicate(e) for e in daemon.logs()):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"log condition not met within {within} s")
-        time.sleep(0.05)  # polling another process's log file under a deadline
 
 
 def tls_config(home: Path, port: int, ca: Path) -> Path:
@@ -69,8 +60,8 @@ async def test_mqtts_with_the_right_ca(tls_broker: Mosquitto, tmp_path: Path) ->
     )
     daemon.start()
     try:
-        wait_for_log(daemon, lambda e: e.get("event") == "mqtt_connected")
-        wait_for_log(daemon, lambda e: e.get("event") == "device_available")
+        daemon.wait_for_log("mqtt_connected")
+        daemon.wait_for_log("device_available")
     finally:
         assert daemon.stop() == 0
 
@@ -80,8 +71,8 @@ async def test_a_wrong_ca_is_refused_clearly_with_backoff_and_no_crash(tls_broke
     daemon = DaemonProcess(tls_config(tmp_path, tls_broker.port, other.ca), tmp_path / "daemon.log")
     daemon.start()
     try:
-        wait_for_log(daemon, lambda e: e.get("event") == "mqtt_unavailable")
-        wait_for_log(daemon, lambda e: e.get("event") == "mqtt_connect_failed")  # it keeps retrying, quietly
+        daemon.wait_for_log("mqtt_unavailable")
+        daemon.wait_for_log("mqtt_connect_failed")  # it keeps retrying, quietly
         (refused,) = [e for e in daemon.logs() if e.get("event") == "mqtt_unavailable"]
         assert "certificate verify failed" in str(refused["error"]).lower()
         assert not any(e.get("event") == "mqtt_connected" for e in daemon.logs())
@@ -166,7 +157,7 @@ async def test_secrets_never_appear_in_any_output(tmp_path: Path) -> None:
             await watcher.wait_for(lambda m: m.topic.endswith("cmd/result") and m.json()["status"] == "succeeded")
             outputs += [m.payload.decode(errors="replace") for m in watcher.messages]
         daemon.send_signal(signal.SIGHUP)  # the reload path logs too
-        wait_for_log(daemon, lambda e: e.get("event") == "config_reloaded")
+        daemon.wait_for_log("config_reloaded")
     finally:
         assert daemon.stop() == 0
         broker.cleanup()
