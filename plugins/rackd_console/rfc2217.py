@@ -32,7 +32,9 @@ class Rfc2217Stream(TelnetStream):
         """Wrap an open connection."""
         super().__init__(reader, writer, where)
         self.baudrate: int | None = None  # as last confirmed by the server
-        self.breaks_acknowledged = 0
+        # Values of the server's SET-CONTROL answers, in order. ser2net 4.3 answers both break-on and
+        # break-off with the value 5, so callers count answers rather than trust the value.
+        self.control_answers: list[int] = []
         self._changed = asyncio.Event()
 
     def on_subnegotiation(self, signal: Subnegotiation) -> bytes:
@@ -43,8 +45,8 @@ class Rfc2217Stream(TelnetStream):
         code, value = payload[1], payload[2:]
         if code == SERVER_OFFSET + SET_BAUDRATE and len(value) == 4:
             self.baudrate = int.from_bytes(value, "big")
-        elif code == SERVER_OFFSET + SET_CONTROL and value[:1] == bytes((CONTROL_BREAK_OFF,)):
-            self.breaks_acknowledged += 1
+        elif code == SERVER_OFFSET + SET_CONTROL and value:
+            self.control_answers.append(value[0])
         self._changed.set()
         self._changed = asyncio.Event()
         return b""

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import pty
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest_asyncio
-from rackd_sim.console_server.harness import wait_for
+from rackd_sim.console_server.harness import PtyClient, wait_for
 from rackd_sim.console_server.machine import LoginState
 from rackd_sim.console_server.server import ConsoleServerSim
 
@@ -28,75 +26,6 @@ from rackd.runtime.clock import SystemClock
 from rackd.testing.recording_bus import RecordingPublisher
 
 
-class PtyClient:
-    """A child process whose stdin/stdout/stderr are the slave side of a fresh pty."""
-
-    def __init__(self, argv: Sequence[str]) -> None:
-        self.argv = list(argv)
-        self.output = bytearray()
-        self.process: subprocess.Popen[bytes] | None = None
-        self._master = -1
-        self._changed = asyncio.Condition()
-
-    async def start(self) -> None:
-        master, slave = pty.openpty()
-        self._master = master
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "rackd", *self.argv],
-            stdin=slave,
-            stdout=slave,
-            stderr=slave,
-            start_new_session=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        os.close(slave)
-        os.set_blocking(master, False)
-        asyncio.get_running_loop().add_reader(master, self._readable)
-
-    def _readable(self) -> None:
-        try:
-            data = os.read(self._master, 65536)
-        except OSError:  # EIO: every slave fd closed (the child exited)
-            data = b""
-        if not data:
-            asyncio.get_running_loop().remove_reader(self._master)
-        else:
-            self.output += data
-        asyncio.get_running_loop().create_task(self._notify())
-
-    async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
-
-    async def expect(self, needle: bytes, count: int = 1, within: float = 15.0) -> None:
-        try:
-            async with asyncio.timeout(within), self._changed:
-                await self._changed.wait_for(lambda: self.output.count(needle) >= count)
-        except TimeoutError:
-            tail = bytes(self.output[-600:])
-            raise TimeoutError(f"{needle!r} x{count} not seen within {within} s; output ends {tail!r}") from None
-
-    def type(self, data: bytes) -> None:
-        os.write(self._master, data)
-
-    async def exit_code(self, within: float = 15.0) -> int:
-        assert self.process is not None
-        async with asyncio.timeout(within):
-            while self.process.poll() is None:
-                await asyncio.sleep(0.02)  # polling the child's exit under a deadline
-        return self.process.returncode
-
-    def cleanup(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        if self._master >= 0:
-            with contextlib.suppress(ValueError, RuntimeError):
-                asyncio.get_running_loop().remove_reader(self._master)
-            os.close(self._master)
-            self._master = -1
-
-
 @dataclass
 class Daemonish:
     """The console service and a control socket, in this process, as the daemon wires them."""
@@ -107,7 +36,9 @@ class Daemonish:
     log_dir: Path
 
     def client(self, *extra: str) -> PtyClient:
-        return PtyClient(["console", "gpu-01", "--socket", str(self.control.path), *extra])
+        return PtyClient(
+            [sys.executable, "-m", "rackd", "console", "gpu-01", "--socket", str(self.control.path), *extra]
+        )
 
 
 @pytest_asyncio.fixture
@@ -193,7 +124,7 @@ async def test_two_watchers_and_a_writer_share_output_force_hands_over_and_escap
             await client.expect(b"detached")
     finally:
         for client in (*clients, writer_d):
-            client.cleanup()
+            await client.cleanup()
 
     session = daemon.service.sessions["gpu-01"]
     await wait_for(lambda: not session.attachments, what="all detached")

@@ -1,8 +1,9 @@
-"""Interop with software nobody here wrote: ser2net (RFC 2217 and raw TCP to a pty), pyserial's RFC 2217 client, conman."""
+"""Interop with software nobody here wrote: ser2net (RFC 2217, raw TCP) to a pty, pyserial's RFC 2217 client, conman."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import subprocess
@@ -15,15 +16,15 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 import serial
-
-from rackd.errors import UnsupportedError
-from rackd.testing.broker import free_port, wait_for_port
 from rackd_console.rfc2217 import Rfc2217Stream
 from rackd_console.tcp import SocketStream
 from rackd_console.urls import open_transport
-from rackd_sim.console_server.harness import read_until, wait_for
+from rackd_sim.console_server.harness import PtyClient, read_until, wait_for
 from rackd_sim.console_server.machine import LoginState
 from rackd_sim.console_server.server import ConsoleServerSim
+
+from rackd.errors import UnsupportedError
+from rackd.testing.broker import free_port, wait_for_port
 
 pytestmark = pytest.mark.interop
 
@@ -76,7 +77,8 @@ def ser2net(tmp_path: Path) -> Iterator[Ser2net]:
             deadline = 100
             while not (pair.device.exists() and pair.far.exists()):  # socat creates the links at start
                 deadline -= 1
-                assert deadline > 0 and pair.process.poll() is None, "socat did not create its ptys"
+                assert deadline > 0, "socat did not create its ptys"
+                assert pair.process.poll() is None, "socat exited"
                 subprocess.run(["sleep", "0.05"], check=True)  # waiting on another process's files, bounded
         rfc_port, raw_port = free_port(), free_port()
         config = tmp_path / "ser2net.yaml"
@@ -119,10 +121,8 @@ class FarEnd:
         asyncio.get_running_loop().add_reader(self.fd, self._read)
 
     def _read(self) -> None:
-        try:
+        with contextlib.suppress(BlockingIOError):
             self.received += os.read(self.fd, 4096)
-        except BlockingIOError:
-            pass
 
     def write(self, data: bytes) -> None:
         os.write(self.fd, data)
@@ -171,8 +171,16 @@ async def test_rackd_through_ser2net_raw_tcp_moves_bytes_and_refuses_break(ser2n
     stream = await open_transport(f"tcp://127.0.0.1:{ser2net.raw_port}").open_console()
     assert isinstance(stream, SocketStream)
     try:
+        # ser2net opens (and flushes) the device only once a client is connected: knock until it answers.
+        async with asyncio.timeout(10):
+            while not far.received:
+                await stream.write(b"\r")
+                with contextlib.suppress(TimeoutError):
+                    await wait_for(lambda: bool(far.received), within=0.2, what="device open")
         far.write(b"login: ")
-        assert await read_until(stream, b"login: ") == b"login: "
+        async with asyncio.timeout(10):
+            assert await read_until(stream, b"login: ") == b"login: "
+        far.received.clear()
         await stream.write(b"root\r")
         await wait_for(lambda: far.received == b"root\r", what="input reached the device")
         with pytest.raises(UnsupportedError):
@@ -247,34 +255,14 @@ async def test_conman_attaches_to_the_simulator_and_logs_its_console(booted: Con
             lambda: log.exists() and b"NVRM: Xid (PCI:0000:3b:00): 48" in log.read_bytes(), what="conman logged"
         )
         assert b"hello conman\r\n" in log.read_bytes()
-        # conman's client, attached read-only through conmand, sees the same console
-        client = await asyncio.create_subprocess_exec(
-            "conman",
-            "-d",
-            f"127.0.0.1:{port}",
-            "-m",
-            "-Q",
-            "node1",
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        assert client.stdout is not None
+        # conman's own client (it insists on a terminal) attached read-only through conmand sees the console
+        client = PtyClient(["conman", "-d", f"127.0.0.1:{port}", "-m", "node1"])
         try:
+            await client.start()
+            await client.expect(b"Connection to console [node1] opened")
             endpoint.console.println("seen by the conman client")
-            seen = bytearray()
-            async with asyncio.timeout(15):
-                while b"seen by the conman client" not in seen:
-                    chunk = await client.stdout.read(4096)
-                    if not chunk:
-                        break
-                    seen += chunk
-                    if b"seen by the conman client" not in seen:
-                        endpoint.console.println("seen by the conman client")  # it may attach after the first
-            assert b"seen by the conman client" in seen
+            await client.expect(b"seen by the conman client")
         finally:
-            if client.returncode is None:
-                client.terminate()
-            await client.wait()
+            await client.cleanup()
     finally:
         _stop(daemon)
