@@ -7,9 +7,11 @@ import itertools
 import textwrap
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 import pytest_asyncio
+from rackd_console.tcp import TcpTransport
 from rackd_sim.console_server.harness import wait_for
 from rackd_sim.console_server.server import ConsoleServerSim
 
@@ -17,6 +19,7 @@ from rackd.config import Config, load_config
 from rackd.console.logformat import device_bytes, log_files, markers
 from rackd.console.service import ConsoleService
 from rackd.console.session import ConsoleSession
+from rackd.drivers.contract import Capability, ConsoleStream, DriverOptions, SessionContext
 from rackd.drivers.registry import DriverRegistry
 from rackd.model import EventType, Severity
 from rackd.runtime.clock import Clock, SystemClock
@@ -202,3 +205,88 @@ async def test_a_console_that_keeps_closing_is_backed_off_not_hammered(
     finally:
         server.close()
         await server.wait_closed()
+
+
+class SolOptions(DriverOptions):
+    port: int
+
+
+class SolSession:
+    """A BMC session that offers serial-over-LAN, standing in for rackd_ipmi until it exposes one."""
+
+    closed = 0
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+    async def open_console(self) -> ConsoleStream:
+        return await TcpTransport("127.0.0.1", self.port).open_console()
+
+    async def close(self) -> None:
+        SolSession.closed += 1
+
+
+class SolDriver:
+    name: ClassVar[str] = "solbmc"
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.CONSOLE})
+    options_model: ClassVar[type[DriverOptions]] = SolOptions
+
+    async def open(self, context: SessionContext, options: Any) -> SolSession:
+        assert context.role == "console"
+        return SolSession(options.port)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def sol_config(tmp_path: Path, registry: DriverRegistry, bmc: str) -> Config:
+    path = tmp_path / "sol.toml"
+    path.write_text(
+        textwrap.dedent(
+            f"""
+            [site]
+            name = "lab"
+            [daemon]
+            state_dir = "{tmp_path}/state"
+            console_log_dir = "{tmp_path}/console"
+            [[node]]
+            id = "gpu-01"
+            rack = "r1"
+            bmc = {bmc}
+            console = {{ url = "ipmi-sol" }}
+            """
+        )
+    )
+    return load_config(path, registry)
+
+
+async def test_ipmi_sol_uses_the_bmc_drivers_console_and_logs_its_session_out(
+    sim: ConsoleServerSim, tmp_path: Path
+) -> None:
+    registry = DriverRegistry(extra={"solbmc": SolDriver})
+    config = sol_config(tmp_path, registry, f'{{ driver = "solbmc", port = {sim["node1"].ports["raw"]} }}')
+    service = ConsoleService(config, registry, RecordingPublisher(), SystemClock())
+    task = asyncio.create_task(service.run())
+    session = service.sessions["gpu-01"]
+    try:
+        await wait_for(lambda: session.state == "connected", what="SOL console connected")
+        sim["node1"].console.power_on()
+        await wait_for(lambda: b"login: " in session.ring.contents(), what="output over SOL")
+    finally:
+        await service.aclose()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert SolSession.closed == 1  # the BMC session behind the console was logged out
+
+
+async def test_ipmi_sol_without_a_driver_console_is_reported_unsupported_once(tmp_path: Path) -> None:
+    registry = DriverRegistry()
+    config = sol_config(tmp_path, registry, '{ driver = "fake", host = "gpu-01" }')
+    service = ConsoleService(config, registry, RecordingPublisher(), ManualClock())
+    await service.run()  # returns: nothing to keep connected
+    session = service.sessions["gpu-01"]
+    assert session.state == "stopped"
+    notes = markers([p.read_bytes() for p in log_files(service.log_dir / "gpu-01.log")])
+    assert len(notes) == 1
+    assert notes[0].startswith("console unsupported: console ipmi-sol of gpu-01: driver 'fake' does not offer")
+    await service.aclose()
