@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import pytest_asyncio
 from rackd_sim.console_server.harness import PtyClient, wait_for
 from rackd_sim.console_server.machine import LoginState
@@ -43,6 +46,8 @@ class Daemonish:
 
 @pytest_asyncio.fixture
 async def daemon(tmp_path: Path) -> AsyncIterator[Daemonish]:
+    socket_dir = Path(tempfile.mkdtemp(prefix="rackd-console-"))
+    socket_dir.chmod(0o755)  # another user must reach the socket (pytest's tmp_path is private to root)
     sim = ConsoleServerSim(["node1"], baud=0, boot_speed=0)
     await sim.start()
     config_path = tmp_path / "rackd.toml"
@@ -63,9 +68,10 @@ async def daemon(tmp_path: Path) -> AsyncIterator[Daemonish]:
     )
     config = load_config(config_path, DriverRegistry())
     service = ConsoleService(config, DriverRegistry(), RecordingPublisher(), SystemClock())
-    control = ControlServer(tmp_path / "control.sock", RoleMap())
+    control = ControlServer(socket_dir / "control.sock", RoleMap(viewers=frozenset({"@nogroup"})))
     service.register_operations(control)
     await control.start()
+    os.chown(control.path, 0, 65534)  # the socket's group admits nogroup, as the unit's socket group would
     task = asyncio.create_task(service.run())
     session = service.sessions["gpu-01"]
     await wait_for(lambda: session.state == "connected", what="console connected")
@@ -77,6 +83,7 @@ async def daemon(tmp_path: Path) -> AsyncIterator[Daemonish]:
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     await sim.close()
+    shutil.rmtree(socket_dir, ignore_errors=True)
 
 
 async def test_two_watchers_and_a_writer_share_output_force_hands_over_and_escape_detaches(daemon: Daemonish) -> None:
@@ -173,3 +180,39 @@ async def test_scripts_tail_send_and_break(daemon: Daemonish) -> None:
     notes = markers([p.read_bytes() for p in log_files(daemon.log_dir / "gpu-01.log")])
     assert any(n.startswith("input from root") and "5 bytes" in n for n in notes)  # how much, never what
     assert "BREAK sent" in notes
+
+
+AS_NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root and setpriv")
+async def test_a_viewer_may_watch_and_tail_but_not_write(daemon: Daemonish) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    socket = str(daemon.control.path)
+    base = [*AS_NOBODY, sys.executable, "-m", "rackd", "console", "gpu-01", "--socket", socket]
+
+    async def run(*args: str) -> tuple[int, bytes, bytes]:
+        process = await asyncio.create_subprocess_exec(
+            *base, *args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+        )
+        out, err = await process.communicate()
+        assert process.returncode is not None
+        return process.returncode, out, err
+
+    assert await run("--tail", "1") == (0, b"node1 login: ", b"")
+    code, _, err = await run("--send", "root")
+    assert code == 1
+    assert b"console.send needs role operator" in err
+    viewer = PtyClient(base)
+    try:
+        await viewer.start()
+        await viewer.expect(b"attached to gpu-01 (watch)")
+        await viewer.expect(b"read-only: writing needs role operator")
+        viewer.type(b"root\r&F")
+        await viewer.expect(b"read-only (writing: nobody)")
+        await viewer.expect(b"writing needs role operator; you have viewer")
+        viewer.type(b"&.")
+        assert await viewer.exit_code() == 0
+    finally:
+        await viewer.cleanup()
+    assert daemon.sim["node1"].console.state is LoginState.LOGIN  # nothing the viewer typed reached the console
