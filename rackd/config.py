@@ -563,7 +563,14 @@ def _check_secrets(
 def _warnings(
     settings: RackdSettings, options: Mapping[tuple[str, int], DriverOptions], source: str
 ) -> list[ConfigIssue]:
-    return [
+    driver_warnings = [
+        ConfigIssue(
+            format_path((section, index, *(("bmc",) if section == "node" else ()), *key.split("."))), message, source
+        )
+        for (section, index), opts in options.items()
+        for key, message in opts.config_warnings()
+    ]
+    return driver_warnings + [
         ConfigIssue(
             format_path(loc),
             "secret is written inline in the config; prefer {file=…}, {env=…} or {credential=…}",

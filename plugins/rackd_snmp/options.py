@@ -53,6 +53,20 @@ class SnmpOptions(DriverOptions):
             raise ValueError(f"unknown profile; expected one of: {', '.join(sorted(PROFILES_BY_NAME))}")
         return value
 
+    def config_warnings(self) -> list[tuple[str, str]]:
+        """v1/v2c carry the community in clear text, and switching outlets uses it."""
+        if isinstance(self.snmp, CommunityAuth):
+            return [
+                (
+                    "snmp.version",
+                    (
+                        f"SNMP v{self.snmp.version} sends the community in clear text and it can switch "
+                        "outlets; prefer version 3 (authPriv)"
+                    ),
+                )
+            ]
+        return []
+
     @property
     def endpoint(self) -> str:
         """host:port, for messages."""

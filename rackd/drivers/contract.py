@@ -29,6 +29,10 @@ class DriverOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    def config_warnings(self) -> list[tuple[str, str]]:
+        """Risky but valid settings, as (key path below the device, message); `rackd check-config` prints them."""
+        return []
+
 
 @dataclass(frozen=True, slots=True)
 class SessionContext:

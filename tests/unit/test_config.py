@@ -176,3 +176,22 @@ def test_secret_value_never_appears_in_errors_or_reprs(
 def test_inline_secret_is_a_warning(load: Callable[[str], Config]) -> None:
     config = load(RACK.replace('username = "admin"', 'username = "admin", password = "pw"'))
     assert [w.path for w in config.warnings] == ["node[0].bmc.password"]
+
+
+def test_driver_warnings_are_reported_with_key_paths(load: Callable[[str], Config], tmp_path: Path) -> None:
+    (tmp_path / "community").write_text("private\n")
+    config = load(
+        f"""
+        [site]
+        name = "lab"
+        [[pdu]]
+        id = "pdu-a1"
+        rack = "r1"
+        driver = "snmp"
+        host = "127.0.0.1"
+        snmp = {{ version = "2c", community = {{ file = "{tmp_path}/community" }} }}
+        """
+    )
+    (warning,) = config.warnings
+    assert warning.path == "pdu[0].snmp.version"
+    assert "clear text" in warning.message
