@@ -171,3 +171,37 @@ async def test_secrets_never_appear_in_any_output(tmp_path: Path) -> None:
         for output in outputs:
             assert secret not in output, f"the {name} secret leaked"
     assert json.loads(status.stdout)
+
+
+async def test_broker_auth_failure_is_clear_backs_off_and_does_not_crash(tmp_path: Path) -> None:
+    broker = Mosquitto(anonymous=False)
+    passwd = broker.workdir / "passwd"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwd), "rackd", "right"], check=True)
+    passwd.chmod(0o644)
+    broker.extra_config = f"password_file {passwd}\n"
+    broker.start()
+    (tmp_path / "mqtt.pw").write_text("wrong\n")
+    config = tmp_path / "rackd.toml"
+    config.write_text(textwrap.dedent(f"""
+        [site]
+        name = "lab"
+        [daemon]
+        state_dir = "{tmp_path}/state"
+        control_socket = "{tmp_path}/control.sock"
+        [mqtt]
+        url = "mqtt://127.0.0.1:{broker.port}"
+        username = "rackd"
+        password = {{ file = "{tmp_path}/mqtt.pw" }}
+    """))
+    daemon = DaemonProcess(config, tmp_path / "daemon.log")
+    daemon.start()
+    try:
+        (refused,) = daemon.wait_for_log("mqtt_unavailable")
+        assert "not authorized" in str(refused["error"]).lower()
+        daemon.wait_for_log("mqtt_connect_failed", count=2)  # retried with backoff, logged quietly
+        assert len(daemon.logged("mqtt_unavailable")) == 1
+        assert daemon.process is not None
+        assert daemon.process.poll() is None
+    finally:
+        assert daemon.stop() == 0
+        broker.cleanup()
