@@ -12,6 +12,7 @@ SIMULATOR_MODULES = {
     "pdu": "rackd_sim.pdu.cli",
     "console-server": "rackd_sim.console_server.cli",
     "rack": "rackd_sim.rack.cli",
+    "fault": "rackd_sim.fault.cli",
 }
 
 

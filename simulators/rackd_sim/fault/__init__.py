@@ -1,0 +1,1 @@
+"""`rackd sim fault`: inject faults into a running virtual rack."""
