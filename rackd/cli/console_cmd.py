@@ -197,7 +197,6 @@ async def interactive(path: Path, node: str, tail: int | None, write: bool, forc
     reader, writer, first = await open_operation(path, "console.attach", **arguments)
     escape = str(first.get("escape", "&"))
     out = sys.stdout.buffer
-    _notice(out, f"attached to {node} ({first.get('mode')}); {escape}. detaches, {escape}? for help".encode())
     stdin = sys.stdin.fileno()
     loop = asyncio.get_running_loop()
     saved = termios.tcgetattr(stdin) if os.isatty(stdin) else None
@@ -225,9 +224,11 @@ async def interactive(path: Path, node: str, tail: int | None, write: bool, forc
     watching = _stdin_watchable(stdin)
     try:
         if saved is not None:
-            tty.setraw(stdin)
+            tty.setraw(stdin, termios.TCSANOW)  # TCSANOW: keys typed ahead are kept, not flushed
         if watching:
             loop.add_reader(stdin, on_keys)
+        # Said only now: from here on every key reaches the console.
+        _notice(out, f"attached to {node} ({first.get('mode')}); {escape}. detaches, {escape}? for help".encode())
         return await _show(reader, out, _notice)
     finally:
         if watching:
