@@ -77,6 +77,7 @@ class MqttConfig(_Strict):
     topic_prefix: Name = "rackd"
     keepalive: Annotated[int, Field(ge=5, le=3600)] = 30
     spool_max_messages: Annotated[int, Field(ge=10)] = 100_000
+    reconnect_max: Seconds = 10.0  # cap of the full-jitter reconnect backoff: telemetry resumes within this
 
     @field_validator("url")
     @classmethod

@@ -81,7 +81,7 @@ class MqttBus:
         self.first_attempt_done = asyncio.Event()  # readiness: the first connection attempt ended either way
         self.connects = 0
         self._outage_logged = False
-        self._backoff = Backoff(0.5, 30.0)
+        self._backoff = Backoff(0.5, config.reconnect_max)
         self._wake.set()  # a spool left by a previous run is sent as soon as we connect
 
     # ------------------------------------------------------------------ Publisher
