@@ -283,10 +283,39 @@ async def test_ipmi_sol_without_a_driver_console_is_reported_unsupported_once(tm
     registry = DriverRegistry()
     config = sol_config(tmp_path, registry, '{ driver = "fake", host = "gpu-01" }')
     service = ConsoleService(config, registry, RecordingPublisher(), ManualClock())
-    await service.run()  # returns: nothing to keep connected
+    task = asyncio.create_task(service.run())
     session = service.sessions["gpu-01"]
-    assert session.state == "stopped"
+    await wait_for(lambda: session.state == "stopped", what="given up on the console")
     notes = markers([p.read_bytes() for p in log_files(service.log_dir / "gpu-01.log")])
     assert len(notes) == 1
     assert notes[0].startswith("console unsupported: console ipmi-sol of gpu-01: driver 'fake' does not offer")
     await service.aclose()
+    await task
+
+
+async def test_reload_adds_removes_and_changes_consoles_and_leaves_the_rest_connected(
+    make_config: ConfigMaker, run_service: Callable[[Config, Clock], Running]
+) -> None:
+    sim = ConsoleServerSim(["node1", "node2", "node3"], baud=0, boot_speed=0)
+    await sim.start()
+    try:
+        url = {name: f"tcp://127.0.0.1:{sim[name].ports['raw']}" for name in sim.endpoints}
+        handle = run_service(make_config({"gpu-01": url["node1"], "gpu-02": url["node2"]}), SystemClock())
+        service = handle.service
+        first = dict(service.sessions)
+        await wait_for(lambda: all(s.state == "connected" for s in first.values()), what="both connected")
+        telnet2 = f"telnet://127.0.0.1:{sim['node2'].ports['telnet']}"
+        await service.reload(make_config({"gpu-01": url["node1"], "gpu-02": telnet2, "gpu-03": url["node3"]}))
+        assert service.sessions["gpu-01"] is first["gpu-01"]  # untouched: same session, still connected
+        assert first["gpu-01"].connections == 1
+        assert service.sessions["gpu-02"] is not first["gpu-02"]
+        await wait_for(
+            lambda: all(s.state == "connected" for s in service.sessions.values()), what="all connected after reload"
+        )
+        assert service.sessions["gpu-02"].console.url == telnet2
+        await service.reload(make_config({"gpu-03": url["node3"]}))
+        assert sorted(service.sessions) == ["gpu-03"]
+        notes = markers([p.read_bytes() for p in log_files(service.log_dir / "gpu-01.log")])
+        assert notes[-1] == "console removed from the config"
+    finally:
+        await sim.close()
