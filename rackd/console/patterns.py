@@ -50,7 +50,9 @@ def clean_line(raw: bytes) -> str:
     text = raw.decode("utf-8", "replace")
     # A bare carriage return overwrites the line on a terminal: what is left visible is what counts.
     text = text.rstrip("\r").rsplit("\r", 1)[-1]
-    return _ANSI.sub("", text).replace("\x00", "")
+    if "\x1b" in text:
+        text = _ANSI.sub("", text)
+    return text.replace("\x00", "") if "\x00" in text else text
 
 
 class PatternDetector:

@@ -216,6 +216,9 @@ class ConsoleSession:
                 data = await stream.read()
             except RackdError as exc:
                 return f"connection lost ({exc})"
+            except Exception as exc:  # a transport bug: reconnect rather than end this console's loop
+                self._logger.exception("console_read_failed_unexpectedly")
+                return f"read failed ({type(exc).__name__}: {exc})"
             if not data:
                 return "closed by the far end"
             self.output(data)
