@@ -177,6 +177,9 @@ async def test_scripts_tail_send_and_break(daemon: Daemonish) -> None:
     code, _, err = await rackd("--break")
     assert code == 0, err
     await wait_for(lambda: daemon.sim["node1"].records_of("telnet")[0].breaks == 1, what="BREAK received")
+    code, _, err = await rackd("--send", "h", "--no-enter")  # BREAK then a key: the kernel's Magic SysRq
+    assert code == 0, err
+    await wait_for(lambda: b"sysrq: HELP" in session.ring.contents(), what="SysRq help after the BREAK")
     notes = markers([p.read_bytes() for p in log_files(daemon.log_dir / "gpu-01.log")])
     assert any(n.startswith("input from root") and "5 bytes" in n for n in notes)  # how much, never what
     assert "BREAK sent" in notes

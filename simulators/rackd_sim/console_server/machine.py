@@ -56,6 +56,8 @@ class SimulatedConsole:
     _boot_started: float = 0.0
     _last_was_cr: bool = False
     _user: str = ""
+    _sysrq_armed: bool = False
+    breaks: int = 0  # BREAKs that reached this UART (from any client)
 
     def __post_init__(self) -> None:
         """Seeded randomness so a failing test can be replayed."""
@@ -168,8 +170,28 @@ class SimulatedConsole:
         elif self.state is LoginState.SHELL:
             self.emit(f"root@{self.hostname}:~# ".encode())
 
+    def break_received(self) -> None:
+        """A serial BREAK: the Linux serial console treats the next key as a Magic SysRq command."""
+        self.breaks += 1
+        if self.powered:
+            self._sysrq_armed = True
+
+    def _sysrq(self, key: int) -> None:
+        self._sysrq_armed = False
+        if key == ord("c"):
+            self.inject_panic()
+        elif key == ord("b"):
+            self.kernel("sysrq: Resetting")
+            self.power_off()
+            self.power_on()
+        else:
+            self.kernel("sysrq: HELP : loglevel(0-9) reboot(b) crash(c) show-all-locks(d) show-memory-usage(m)")
+
     def receive(self, data: bytes) -> None:
         """Bytes typed on the console (from any client): echoed and interpreted by the getty or shell."""
+        if self._sysrq_armed and data:
+            self._sysrq(data[0])
+            data = data[1:]
         if self.state not in (LoginState.LOGIN, LoginState.PASSWORD, LoginState.SHELL):
             return  # firmware and a panicked kernel ignore the keyboard
         for byte in data:

@@ -72,6 +72,7 @@ class _Connection(asyncio.Protocol):
     def _break(self) -> None:
         self.record.breaks += 1
         self.host.breaks += 1
+        self.console.break_received()
 
     def data_received(self, data: bytes) -> None:
         if self.telnet is not None:
