@@ -11,6 +11,7 @@ import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 import structlog
@@ -333,9 +334,7 @@ class MqttBus:
             try:
                 done, _ = await asyncio.wait({*tasks, stopper}, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                for task in (*tasks, stopper):
-                    task.cancel()
-                await asyncio.gather(*tasks, stopper, return_exceptions=True)
+                await _cancel_all({*tasks, stopper})
             for task in done:
                 if task is not stopper and not task.cancelled() and task.exception() is not None:
                     raise task.exception()  # type: ignore[misc]  # re-raise the MqttError that ended the session
@@ -346,7 +345,7 @@ class MqttBus:
                 log.info("mqtt_offline_published")
 
     async def _sender(self, client: aiomqtt.Client) -> None:
-        while True:
+        while not self._stop.is_set():
             await self._wake.wait()
             self._wake.clear()
             await self._drain_spool(client)
@@ -410,7 +409,24 @@ class MqttBus:
     async def close(self) -> None:
         """Publish `offline` (when connected) and stop `run()`; the spool keeps what was not delivered."""
         self._stop.set()
+        self._wake.set()  # a sender waiting for work sees the stop at once
 
     def close_spool(self) -> None:
         """Close the spool database (after `run()` returned)."""
         self.spool.close()
+
+
+async def _cancel_all(tasks: set[asyncio.Task[Any]]) -> None:
+    """Cancel tasks and wait until every one has ended.
+
+    A single cancel is not enough: aiomqtt's publish waits with `asyncio.wait_for`, which on Python 3.11 can
+    swallow a cancellation when the PUBACK arrives at the same moment, leaving the task running.
+    """
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=1)
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()  # retrieved here; the caller re-raises the one that ended the session

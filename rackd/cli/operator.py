@@ -5,16 +5,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
+import tomllib
 import uuid
 from pathlib import Path
 from typing import Any
 
-from rackd.config import load_config
 from rackd.control.client import ControlError, call, open_operation
 from rackd.control.protocol import ProtocolError, read_message
-from rackd.errors import ConfigError
 
+DEFAULT_SOCKET = "/run/rackd/control.sock"
 NODE_ACTIONS = ["on", "off", "cycle", "reset", "soft-off", "diag", "status"]
 OUTLET_ACTIONS = ["on", "off", "cycle", "status"]
 
@@ -77,9 +78,6 @@ def _sync(coroutine: Any) -> Any:
         except ControlError as exc:
             print(f"rackd: {exc}", file=sys.stderr)
             return 3 if exc.denied else 1
-        except ConfigError as exc:
-            print(f"rackd: {exc}", file=sys.stderr)
-            return 1
         return code
 
     return run
@@ -90,8 +88,22 @@ def socket_path(args: argparse.Namespace) -> Path:
     if args.socket is not None:
         return Path(args.socket)
     if args.config is not None:
-        return load_config(args.config).settings.daemon.control_socket
-    return Path("/run/rackd/control.sock")
+        return control_socket_of(args.config)
+    return Path(os.environ.get("RACKD_DAEMON__CONTROL_SOCKET", DEFAULT_SOCKET))
+
+
+def control_socket_of(config: Path) -> Path:
+    """Only `[daemon] control_socket` of a config: an operator need not be able to read the daemon's secrets."""
+    override = os.environ.get("RACKD_DAEMON__CONTROL_SOCKET")
+    if override:
+        return Path(override)
+    try:
+        data = tomllib.loads(config.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ControlError(f"{config}: cannot read the control socket path: {exc}") from None
+    daemon = data.get("daemon")
+    value = daemon.get("control_socket") if isinstance(daemon, dict) else None
+    return Path(value) if isinstance(value, str) else Path(DEFAULT_SOCKET)
 
 
 async def status_cmd(args: argparse.Namespace) -> int:

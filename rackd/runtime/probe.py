@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rackd.config import Config, DeviceSpec
@@ -63,7 +65,10 @@ async def probe_device(spec: DeviceSpec, config: Config, registry: DriverRegistr
     defaults = config.settings.defaults
     driver = registry.get(spec.driver)
     result = ProbeResult(spec.id, spec.driver)
-    context = SessionContext(spec.id, spec.role, config.settings.daemon.state_dir / "drivers" / spec.id)
+    # A scratch state dir: `rackd poll` is often run as root or another user, and must not leave files the
+    # daemon's own user cannot later replace in the real state dir.
+    scratch = tempfile.TemporaryDirectory(prefix="rackd-poll-")
+    context = SessionContext(spec.id, spec.role, Path(scratch.name))
     options = spec.options
     try:
         session = await call_with_deadline(
@@ -78,6 +83,7 @@ async def probe_device(spec: DeviceSpec, config: Config, registry: DriverRegistr
         result.error = f"{type(exc).__name__}: {exc}"
     finally:
         await registry.aclose()
+        scratch.cleanup()
     return result
 
 

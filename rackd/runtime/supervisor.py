@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -229,6 +230,14 @@ class Daemon:
 
         A config with errors is rejected (each error logged) and the running config kept.
         """
+        # `systemctl reload` waits for READY=1 after RELOADING=1 (with the monotonic time of the request).
+        self.notifier.notify("RELOADING=1", f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}")
+        try:
+            return await self._apply_reload()
+        finally:
+            self.notifier.notify("READY=1", f"STATUS={self._status_line()}")
+
+    async def _apply_reload(self) -> bool:
         for service in self.services:
             reopen = getattr(service, "reopen_logs", None)
             if callable(reopen):
