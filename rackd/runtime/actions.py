@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -39,6 +40,27 @@ NODE_ACTIONS = frozenset({"status", "on", "off", "soft_off", "reset", "cycle", "
 OUTLET_ACTIONS = frozenset({"status", "on", "off", "cycle"})
 READ_ONLY = frozenset({"power.status", "outlet.status", "refresh"})
 StepSink = Callable[[CommandStep], None]
+
+
+MAX_CONSOLE_TEXT = 4096
+
+
+class ConsoleWriter(Protocol):
+    """What the engine needs of a console session."""
+
+    async def write(self, data: bytes) -> None:
+        """Send input."""
+
+    async def send_break(self) -> None:
+        """Send a serial BREAK."""
+
+
+def redacted(command: Command) -> Command:
+    """The command as it may be stored and audited: console input is replaced by its length."""
+    text = command.args.get("text")
+    if command.action == "console.send" and isinstance(text, str):
+        return dataclasses.replace(command, args={**command.args, "text": f"<{len(text)} characters, not logged>"})
+    return command
 
 
 class CommandRejectedError(RackdError):
@@ -116,6 +138,7 @@ class ActionEngine:
         self._inflight: dict[str, asyncio.Task[CommandResult]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.console_marker: Callable[[str, str], None] | None = None
+        self.consoles: Mapping[str, ConsoleWriter] = {}  # the console service's sessions, when it runs
         self.closing = False
 
     # ------------------------------------------------------------------ intake
@@ -176,7 +199,7 @@ class ActionEngine:
     def _claim(self, command: Command, result: CommandResult) -> bool | None:
         """Record a new id: True, False if already known, None if the store cannot be written."""
         try:
-            return self.store.claim(command, result)
+            return self.store.claim(redacted(command), result)
         except sqlite3.Error as exc:
             log.error("command_store_write_failed", command_id=command.id, error=str(exc))  # noqa: TRY400 - no traceback
             return None
@@ -211,8 +234,10 @@ class ActionEngine:
             plan = self._plan_node(command, origin, spec, verb)
         elif family == "outlet":
             plan = self._plan_outlet(command, origin, spec, verb)
+        elif family == "console":
+            plan = self._plan_console(command, origin, spec, verb)
         else:
-            raise CommandRejectedError(f"unknown action {command.action!r} (power.*, outlet.*, refresh)")
+            raise CommandRejectedError(f"unknown action {command.action!r} (power.*, outlet.*, console.*, refresh)")
         if verb == "status":
             plan.locks = []
             return plan
@@ -304,6 +329,17 @@ class ActionEngine:
         # An outlet that feeds a protected node (a switch, the console server) is as protected as the node.
         protected = spec.protected or any(ref in node.outlets and node.protected for node in self.config.devices)
         return Plan(command, origin, verb, [switch], [switch.label], protected=protected)
+
+    def _plan_console(self, command: Command, origin: Origin, spec: DeviceSpec, verb: str) -> Plan:
+        if verb not in {"send", "break"}:
+            raise CommandRejectedError(f"unknown console action {verb!r} (send, break)")
+        if spec.id not in self.consoles:
+            raise CommandRejectedError(f"{spec.id} has no console configured")
+        if verb == "send":
+            text = command.args.get("text")
+            if not isinstance(text, str) or not text or len(text) > MAX_CONSOLE_TEXT:
+                raise CommandRejectedError(f"console.send needs args.text, 1 to {MAX_CONSOLE_TEXT} characters")
+        return Plan(command, origin, verb, [], [])
 
     def _check_budget(self, spec: DeviceSpec) -> None:
         budget = next((r.power_budget_w for r in self.config.settings.rack if r.id == spec.rack), None)
@@ -419,6 +455,8 @@ class ActionEngine:
             states = {s.label: (await s.runner.read_power(s.target)).value for s in plan.switches}
             step("observed", **states)
             return ", ".join(f"{k} {v}" for k, v in states.items())
+        if verb in {"send", "break"}:
+            return await self._console(plan, step)
         if plan.escalate and plan.fallback and verb in {"off", "soft_off", "cycle"}:
             return await self._escalating(plan, step)
         return await self._switch(plan.switches, verb, step)
@@ -466,6 +504,17 @@ class ActionEngine:
             if states.get(switch.label) is not want:
                 await self._send(switch, action, step)
         await asyncio.gather(*(self._await_state(s, want, s.runner.spec.power_timeout, step) for s in switches))
+
+    async def _console(self, plan: Plan, step: Callable[..., None]) -> str:
+        console = self.consoles[plan.command.device]
+        if plan.verb == "break":
+            await console.send_break()
+            step("BREAK sent")
+            return "BREAK sent"
+        text = str(plan.command.args["text"])
+        await console.write(text.encode())
+        step(f"sent {len(text)} characters")  # never the text: it may be a password
+        return f"sent {len(text)} characters"
 
     async def _send(self, switch: Switch, action: PowerAction, step: Callable[..., None]) -> None:
         try:
@@ -585,6 +634,7 @@ class ActionEngine:
             self.publisher.publish_event(spec, Event(kind, severity, message, self.clock.now(), "actions", data))
 
     def _audit(self, command: Command, origin: Origin, result: CommandResult) -> None:
+        command = redacted(command)
         self.audit.record(
             "command",
             command_id=command.id,

@@ -108,6 +108,9 @@ class Daemon:
             marker = getattr(service, "mark", None)
             if callable(marker):
                 self.engine.console_marker = marker
+            sessions = getattr(service, "sessions", None)
+            if isinstance(sessions, dict):
+                self.engine.consoles = sessions  # console.send / console.break act on the live sessions
         self.notifier = Notifier()
         self._stop = asyncio.Event()
         self._reload = asyncio.Event()
