@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import socket
 import subprocess
 import termios
 import textwrap
@@ -37,6 +38,14 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def two_free_ports() -> tuple[int, int]:
+    """Two distinct free ports: both sockets are held open while asking (two free_port() calls may agree)."""
+    with socket.socket() as first, socket.socket() as second:
+        first.bind(("127.0.0.1", 0))
+        second.bind(("127.0.0.1", 0))
+        return first.getsockname()[1], second.getsockname()[1]
 
 
 @dataclass
@@ -80,7 +89,7 @@ def ser2net(tmp_path: Path) -> Iterator[Ser2net]:
                 assert deadline > 0, "socat did not create its ptys"
                 assert pair.process.poll() is None, "socat exited"
                 subprocess.run(["sleep", "0.05"], check=True)  # waiting on another process's files, bounded
-        rfc_port, raw_port = free_port(), free_port()
+        rfc_port, raw_port = two_free_ports()
         config = tmp_path / "ser2net.yaml"
         config.write_text(
             textwrap.dedent(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from rackd.cli.console_cmd import EscapeParser, parse_since
+from rackd.cli.console_cmd import EscapeParser, add_parser, parse_since, socket_path
 from rackd.console.config import ConsoleConfig, ConsoleSettings, PatternConfig
 from rackd.console.frames import Kind
 from rackd.console.patterns import DEFAULT_PATTERNS, PatternDetector, clean_line
@@ -121,3 +123,19 @@ def test_console_urls_refused(url: str, problem: str) -> None:
 def test_settings_refuse_a_timestamp_that_would_break_the_log_format() -> None:
     with pytest.raises(ValidationError, match="separate the log"):
         ConsoleSettings(timestamp_format="%H:%M | %S")
+
+
+def test_socket_is_found_from_the_config_without_reading_its_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "rackd.toml"
+    config.write_text('[daemon]\ncontrol_socket = "/run/x/control.sock"\n[mqtt]\npassword = { file = "/nope" }\n')
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers()
+    add_parser(sub)
+    monkeypatch.delenv("RACKD_DAEMON__CONTROL_SOCKET", raising=False)
+    assert socket_path(parser.parse_args(["console", "n1", "-c", str(config)])) == Path("/run/x/control.sock")
+    assert socket_path(parser.parse_args(["console", "n1"])) == Path("/run/rackd/control.sock")
+    monkeypatch.setenv("RACKD_DAEMON__CONTROL_SOCKET", "/tmp/e.sock")
+    assert socket_path(parser.parse_args(["console", "n1", "-c", str(config)])) == Path("/tmp/e.sock")
+    assert socket_path(parser.parse_args(["console", "n1", "--socket", "/s"])) == Path("/s")
