@@ -104,8 +104,18 @@ class DemoStack:
     def start(self) -> None:
         """Broker, then the rack (which writes the config), then the daemon on it."""
         self.broker.start()
-        argv = ["--log-level", "warning", "sim", "rack", "--write-config", str(self.config),
-                "--mqtt-url", self.broker.url, "--log-dir", str(self.home)]
+        argv = [
+            "--log-level",
+            "info",
+            "sim",
+            "rack",
+            "--write-config",
+            str(self.config),
+            "--mqtt-url",
+            self.broker.url,
+            "--log-dir",
+            str(self.home),
+        ]
         if self.spec is not None:
             argv += ["--spec", str(self.spec)]
         self.rack = _start(argv, self.home / "rack.log", stdout=subprocess.PIPE)
@@ -156,8 +166,10 @@ class DemoStack:
         pdu = next((p["id"] for p in self.rack_ready.get("pdus", [])), "pdu-a1")
         return "\n".join(
             [
-                (f"rackd demo: virtual rack {self.rack_ready.get('rack')} (site {site}) managed by rackd, all on "
-                "this machine"),
+                (
+                    f"rackd demo: virtual rack {self.rack_ready.get('rack')} (site {site}) managed by rackd, all on "
+                    "this machine"
+                ),
                 f"  broker:                {self.broker.url}",
                 f"  config:                {config}  (secrets in {config.parent / 'secrets'})",
                 f"  logs:                  {self.home / 'rackd.log'}, {self.home / 'rack.log'}",
@@ -169,8 +181,10 @@ class DemoStack:
                 f"  events:                rackd events --follow -c {config}",
                 f"  sensors:               rackd sensors {first} -c {config}",
                 f"  console:               rackd console {first} -c {config}   (detach: &.)",
-                (f"  inject a fault:        rackd sim fault {first} hang --control {control}"
-                "   (all kinds: rackd sim fault -h)"),
+                (
+                    f"  inject a fault:        rackd sim fault {first} hang --control {control}"
+                    "   (all kinds: rackd sim fault -h)"
+                ),
                 "  stop:                  Ctrl-C",
             ]
         )
@@ -226,6 +240,13 @@ def _view(stack: DemoStack, stop: _Stop) -> int:
 
 def demo(args: argparse.Namespace) -> int:
     """Start everything, show the view (or wait headless), stop everything on Ctrl-C / SIGTERM."""
+    if getattr(args, "config", None) is not None:
+        print(
+            "rackd demo: -c is not used any more: the demo writes its own config for the virtual rack "
+            "(choose the rack with --spec)",
+            file=sys.stderr,
+        )
+        return 2
     home: Path = getattr(args, "dir", None) or Path(tempfile.mkdtemp(prefix="rackd-demo-"))
     keep = getattr(args, "dir", None) is not None
     home.mkdir(parents=True, exist_ok=True)

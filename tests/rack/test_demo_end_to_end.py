@@ -149,8 +149,8 @@ async def wait_for_console(demo: HeadlessDemo, node: str, needle: str, within: f
     async with asyncio.timeout(within):
         while needle not in text:
             log_text = path.read_text(errors="replace") if path.exists() else ""
-            start = log_text.rfind("action power.cycle")
-            text = log_text[start:] if start >= 0 else ""
+            starts = list(re.finditer(r"action power\.cycle \(\S+\) by .* started", log_text))
+            text = log_text[starts[-1].start() :] if starts else ""
             await asyncio.sleep(0.1)  # polling a file the daemon writes, under the deadline above
     return text
 
@@ -220,6 +220,83 @@ async def test_one_outlet_off_loses_redundancy_and_moves_the_draw(headless_demo:
         finally:
             status, output = await rackd_cli(headless_demo, "outlet", "on", "pdu-a:1", "--reason", "test")
             assert status == 0, output
+
+
+async def test_a_server_that_ignores_soft_off_is_escalated_to_hard_off(headless_demo: HeadlessDemo) -> None:
+    await inject(headless_demo, "gpu-02", "ignore-soft-off")
+    status, output = await rackd_cli(
+        headless_demo, "power", "soft-off", "gpu-02", "--escalate", "--reason", "hung OS", "--json"
+    )
+    assert status == 0, output
+    (result,) = json.loads(output)
+    assert result["status"] == "succeeded", result
+    steps = " | ".join(step["message"] for step in result["steps"])
+    assert "graceful shutdown did not converge" in steps
+    assert "observed gpu-02/chassis off" in steps
+    status, output = await rackd_cli(headless_demo, "power", "on", "gpu-02", "--reason", "back to work")
+    assert status == 0, output
+
+
+async def test_a_psu_failure_moves_the_draw_to_the_other_feed(headless_demo: HeadlessDemo) -> None:
+    prefix = root(headless_demo)
+    async with MqttWatcher(port_of(headless_demo), f"{prefix}/#") as watcher:
+        await inject(headless_demo, "gpu-01", "psu-fail", "1")
+        try:
+            await watcher.wait_for(
+                lambda m: m.topic == f"{prefix}/gpu-01/event"
+                and m.json()["type"] == "sensor_state_changed"
+                and "psu1" in json.dumps(m.json()),
+                within=30,
+            )
+            await watcher.wait_for(
+                lambda m: m.topic == f"{prefix}/pdu-a/telemetry"
+                and any(r["sensor"] == "outlet1_power" and r["value"] == 0 for r in m.json()["readings"]),
+                within=30,
+            )
+        finally:
+            await inject(headless_demo, "gpu-01", "clear")
+
+
+async def test_a_silent_pdu_is_unreachable_and_the_rack_total_unknown_until_it_answers(
+    headless_demo: HeadlessDemo,
+) -> None:
+    prefix = root(headless_demo)
+    async with MqttWatcher(port_of(headless_demo), f"{prefix}/#") as watcher:
+        await inject(headless_demo, "pdu-b", "timeout")
+        try:
+            await watcher.wait_for(
+                lambda m: m.topic == f"{prefix}/pdu-b/event" and m.json()["type"] == "unreachable", within=30
+            )
+            await watcher.wait_for(
+                lambda m: m.topic == f"{prefix}/_rack/telemetry" and m.json()["total_power"] is None, within=30
+            )
+        finally:
+            await inject(headless_demo, "pdu-b", "clear")
+        await watcher.wait_for(
+            lambda m: m.topic == f"{prefix}/pdu-b/event" and m.json()["type"] == "recovered", within=30
+        )
+
+
+async def test_both_outlets_off_kill_the_bmc_and_mains_back_restores_the_host(headless_demo: HeadlessDemo) -> None:
+    prefix = root(headless_demo)
+    async with MqttWatcher(port_of(headless_demo), f"{prefix}/gpu-02/#") as watcher:
+        status, output = await rackd_cli(headless_demo, "outlet", "off", "pdu-a:2", "pdu-b:2", "--reason", "test")
+        assert status == 0, output
+        await watcher.wait_for(lambda m: m.topic.endswith("/event") and m.json()["type"] == "unreachable", within=30)
+        server = next(s for s in rack_status(headless_demo)["servers"] if s["id"] == "gpu-02")
+        assert not server["mains"]
+        assert server["console"] == "off"  # silent: no output while the server has no power
+        assert server["draw_w"] == 0
+        status, output = await rackd_cli(headless_demo, "outlet", "on", "pdu-a:2", "pdu-b:2", "--reason", "test")
+        assert status == 0, output
+        await watcher.wait_for(lambda m: m.topic.endswith("/event") and m.json()["type"] == "recovered", within=30)
+        done = len(watcher.messages)
+        await watcher.wait_for(
+            lambda m: watcher.messages.index(m) >= done
+            and m.topic.endswith("/state")
+            and m.json()["power"].get("chassis") == "on",
+            within=30,
+        )
 
 
 def test_sigterm_stops_the_demo_and_every_process_it_started(headless_demo: HeadlessDemo) -> None:

@@ -28,6 +28,7 @@ class RackServer:
     feeds: list[tuple[SimulatedPdu, Outlet]]
     bmc: BmcLink | None = None
     console: SimulatedConsole | None = None
+    ambient_c: float = 22.0
     mains: bool = True  # at least one PSU has input
     power_on: bool = True  # host (chassis) power as the BMC reports it
     os_up: bool = True
@@ -62,6 +63,8 @@ class RackServer:
                 await self._observe_host()
         if not hold_load or self.load_sent < 0:
             self.load_value = self.load.at(elapsed)
+        if self.bmc is not None and mains and self.load_sent < 0:
+            await self.bmc.control("ambient", value=self.ambient_c)
         if self.bmc is not None and mains and abs(self.load_value - self.load_sent) >= LOAD_RESOLUTION:
             await self.bmc.control("load", value=round(self.load_value, 3))
             self.load_sent = self.load_value

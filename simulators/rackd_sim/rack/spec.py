@@ -70,6 +70,7 @@ class RackSpec:
     servers: tuple[ServerPlan, ...]
     power_budget_w: float | None = None
     tick: float = 0.5
+    ambient_c: float = 22.0  # cold-aisle inlet air: every BMC's inlet temperature
     load_period: float = 300.0
     timing: RackTiming = field(default_factory=RackTiming)
     rackd: dict[str, Any] = field(default_factory=dict)
@@ -101,7 +102,7 @@ def parse_spec(data: dict[str, Any]) -> RackSpec:
     """Validate a parsed TOML document into a RackSpec."""
     _known("spec", data, {"rack", "timing", "load", "rackd", "pdu", "server"})
     rack = _table(data, "rack")
-    _known("rack", rack, {"id", "site", "power_budget_w", "tick"})
+    _known("rack", rack, {"id", "site", "power_budget_w", "tick", "ambient_c"})
     timing_data = _table(data, "timing")
     _known("timing", timing_data, set(RackTiming.__dataclass_fields__))
     load = _table(data, "load")
@@ -136,6 +137,7 @@ def parse_spec(data: dict[str, Any]) -> RackSpec:
         servers=tuple(servers),
         power_budget_w=rack.get("power_budget_w"),
         tick=float(rack.get("tick", 0.5)),
+        ambient_c=float(rack.get("ambient_c", 22.0)),
         load_period=float(load.get("period", 300.0)),
         timing=RackTiming(**timing_data),
         rackd=_table(data, "rackd"),
