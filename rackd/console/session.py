@@ -100,7 +100,7 @@ class ConsoleSession:
         self.attachments: list[Attachment] = []
         self.writer: Attachment | None = None
         self.stream: ConsoleStream | None = None
-        self.state = "starting"  # connected, disconnected, unsupported, stopped
+        self.state = "starting"  # connected, disconnected, unreachable, unsupported, stopped
         self.connections = 0
         self.received_bytes = 0
         self.changed = asyncio.Condition()  # notified on every state change (tests and attach wait on it)
@@ -153,6 +153,7 @@ class ConsoleSession:
                 await self._set_state("unsupported")
                 return None
             self._unavailable(str(outcome) or type(outcome).__name__)
+            await self._set_state("unreachable")
             delay = self._auth_backoff if isinstance(outcome, AuthError) else self._backoff.next_delay()
             await self._clock.sleep(delay)
 
