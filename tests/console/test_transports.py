@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from rackd_console.rfc2217 import Rfc2217Stream
-from rackd_console.telnet_codec import TelnetDecoder
+from rackd_console.telnet_codec import Subnegotiation, TelnetDecoder
 from rackd_console.urls import check_url, open_transport
 from rackd_sim.console_server.harness import read_until, wait_for
 from rackd_sim.console_server.server import ConsoleEndpoint, ConsoleServerSim
@@ -102,4 +102,6 @@ def test_telnet_decoder_handles_sequences_split_across_chunks() -> None:
         signals += sig
     assert bytes(data) == b"a\xffbcde"
     assert [type(s).__name__ for s in signals] == ["Negotiation", "Subnegotiation", "Command"]
-    assert signals[1].payload == b"\x2c\x65\xff\x00"  # type: ignore[union-attr]
+    subneg = signals[1]
+    assert isinstance(subneg, Subnegotiation)
+    assert subneg.payload == b"\x2c\x65\xff\x00"

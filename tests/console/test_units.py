@@ -14,6 +14,9 @@ from rackd.console.config import ConsoleConfig, ConsoleSettings, PatternConfig
 from rackd.console.frames import Kind
 from rackd.console.patterns import DEFAULT_PATTERNS, PatternDetector, clean_line
 from rackd.console.ring import RingBuffer
+from rackd.console.session import Attachment
+from rackd.control.peers import Peer
+from rackd.control.protocol import Role
 from rackd.model import Severity
 from rackd.testing.clock import ManualClock
 
@@ -139,3 +142,13 @@ def test_socket_is_found_from_the_config_without_reading_its_secrets(
     monkeypatch.setenv("RACKD_DAEMON__CONTROL_SOCKET", "/tmp/e.sock")
     assert socket_path(parser.parse_args(["console", "n1", "-c", str(config)])) == Path("/tmp/e.sock")
     assert socket_path(parser.parse_args(["console", "n1", "--socket", "/s"])) == Path("/s")
+
+
+def test_a_watcher_that_falls_too_far_behind_is_cut_off_not_buffered_without_bound() -> None:
+    peer = Peer(pid=1, uid=0, gid=0, groups=frozenset(), user="root", role=Role.ADMIN)
+    attachment = Attachment(peer, 0.0, dt.datetime(2026, 1, 1, tzinfo=dt.UTC), limit=100)
+    attachment.send(Kind.OUTPUT, b"x" * 50)
+    assert not attachment.overflowed.is_set()
+    attachment.send(Kind.OUTPUT, b"y" * 50)  # 2 x (5 header + 50) > 100
+    assert attachment.overflowed.is_set()
+    assert attachment.queue.qsize() == 1

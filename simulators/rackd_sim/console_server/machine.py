@@ -214,6 +214,8 @@ class SimulatedConsole:
                     if self.state is not LoginState.PASSWORD:
                         self.emit(b"\x08 \x08")
                 continue
+            if len(self._line) >= 4096:
+                continue  # a getty's line buffer is finite; what does not fit is dropped, like the real one
             self._line.append(byte)
             if self.state is not LoginState.PASSWORD:
                 self.emit(bytes((byte,)))
