@@ -12,6 +12,7 @@ import structlog
 
 from rackd.console.config import ConsoleSettings
 from rackd.console.frames import FrameError, Kind, encode, read_frame
+from rackd.console.logformat import log_files, output_since
 from rackd.console.session import Attachment, ConsoleSession
 from rackd.control.peers import Peer
 from rackd.control.protocol import ControlRequest, Role
@@ -21,6 +22,7 @@ from rackd.errors import RackdError
 log = structlog.get_logger(__name__)
 
 DEFAULT_REPLAY_LINES = 100
+MAX_HISTORY_BYTES = 32 << 20  # --since further back than this sends only the newest 32 MiB
 
 
 class ConsoleOperations:
@@ -55,7 +57,7 @@ class ConsoleOperations:
             return
         args: dict[str, Any] = request.model_extra or {}
         try:
-            replay = self._replay(session, args)
+            replay = await self._replay(session, args)
         except ValueError as exc:
             await reply(writer, ok=False, error=str(exc))
             return
@@ -95,7 +97,7 @@ class ConsoleOperations:
             writer.write(encode(Kind.END, reason.encode()))
             await writer.drain()
 
-    def _replay(self, session: ConsoleSession, args: Mapping[str, Any]) -> bytes:
+    async def _replay(self, session: ConsoleSession, args: Mapping[str, Any]) -> bytes:
         since = args.get("since")
         if since is not None:
             try:
@@ -104,7 +106,13 @@ class ConsoleOperations:
                 raise ValueError(f"since: {since!r} is not an ISO 8601 time") from None
             if when.tzinfo is None:
                 when = when.replace(tzinfo=dt.UTC)
-            return session.ring.since(when)
+            oldest = session.ring.oldest
+            if oldest is None or when >= oldest:
+                return session.ring.since(when)
+            # Further back than the ring buffer: read the log files, off the event loop.
+            files = log_files(session.log.path)
+            fmt = self.settings.timestamp_format
+            return await asyncio.to_thread(output_since, files, when, fmt, MAX_HISTORY_BYTES)
         tail = args.get("tail", DEFAULT_REPLAY_LINES)
         if not isinstance(tail, int) or tail < 0:
             raise ValueError(f"tail: expected a number of lines, got {tail!r}")

@@ -13,6 +13,7 @@ removed from the console's bytes, so `device_bytes()` gives back exactly what th
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,18 +34,12 @@ class LogLine:
 
 def parse_lines(content: bytes) -> Iterator[LogLine]:
     """Split a log file's bytes into parsed lines."""
-    kinds = ((DATA, "data"), (MARK, "mark"), (BREAK_MARK, "break"))
     # Only "\n" ends a line: a console's bare "\r" (progress bars, CRLF) stays inside its line.
     pieces = content.split(b"\n")
     for number, piece in enumerate(pieces):
         if number == len(pieces) - 1 and not piece:
             break
-        raw = piece + b"\n" if number < len(pieces) - 1 else piece
-        found = [(raw.find(sep), sep, kind) for sep, kind in kinds if raw.find(sep) >= 0]
-        if not found:
-            raise ValueError(f"not a console log line: {raw[:80]!r}")
-        index, sep, kind = min(found)
-        yield LogLine(raw[:index], kind, raw[index + len(sep) :])
+        yield _parse_line(piece + b"\n" if number < len(pieces) - 1 else piece)
 
 
 def device_bytes(contents: Iterable[bytes]) -> bytes:
@@ -77,3 +72,48 @@ def log_files(current: Path) -> list[Path]:
         if suffix.isdigit():
             rotated.append((int(suffix), path))
     return [path for _, path in sorted(rotated, reverse=True)] + ([current] if current.exists() else [])
+
+
+def _parse_line(raw: bytes) -> LogLine:
+    kinds = ((DATA, "data"), (MARK, "mark"), (BREAK_MARK, "break"))
+    found = [(raw.find(sep), sep, kind) for sep, kind in kinds if raw.find(sep) >= 0]
+    if not found:
+        raise ValueError(f"not a console log line: {raw[:80]!r}")
+    index, sep, kind = min(found)
+    return LogLine(raw[:index], kind, raw[index + len(sep) :])
+
+
+def output_since(files: Iterable[Path], since: dt.datetime, timestamp_format: str, limit: int) -> bytes:
+    """The console's bytes logged at or after `since`, read line by line from the files (oldest first).
+
+    At most the newest `limit` bytes are returned. Lines whose timestamp cannot be parsed are skipped until the
+    first line at or after `since`; from there on everything is taken (the log is in time order).
+    """
+    out = bytearray()
+    taking = False
+    for path in files:
+        try:
+            handle = path.open("rb")
+        except FileNotFoundError:
+            continue  # rotated away while we were reading
+        with handle:
+            for raw in handle:
+                try:
+                    line = _parse_line(raw)
+                except ValueError:
+                    continue
+                if not taking:
+                    try:
+                        stamp = dt.datetime.strptime(line.stamp.decode(), timestamp_format).replace(tzinfo=dt.UTC)
+                    except (UnicodeDecodeError, ValueError):
+                        continue
+                    if stamp < since:
+                        continue
+                    taking = True
+                if line.kind == "data":
+                    out += line.text
+                elif line.kind == "break" and out.endswith(b"\n"):
+                    del out[-1]
+                if len(out) > 2 * limit:
+                    del out[:-limit]
+    return bytes(out[-limit:])

@@ -37,6 +37,11 @@ class RingBuffer:
                 self._chunks[0] = (oldest_at, oldest[excess:])
                 self._size -= excess
 
+    @property
+    def oldest(self) -> dt.datetime | None:
+        """When the oldest byte held arrived (None when empty)."""
+        return self._chunks[0][0] if self._chunks else None
+
     def contents(self) -> bytes:
         """Everything held, oldest first."""
         return b"".join(chunk for _, chunk in self._chunks)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import random
 import re
 from pathlib import Path
 
 from rackd.console.logfile import ConsoleLog
-from rackd.console.logformat import device_bytes, log_files, markers, parse_lines
+from rackd.console.logformat import device_bytes, log_files, markers, output_since, parse_lines
 from rackd.testing.clock import ManualClock
 
 FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -93,3 +94,20 @@ def test_reopen_after_an_external_rename_loses_nothing(tmp_path: Path) -> None:
     assert path.exists()
     assert device_bytes(contents(path)) == b"one\ntwo\nthree\n"
     assert "log reopened (SIGHUP)" in markers([(tmp_path / "n.log.1").read_bytes()])
+
+
+async def test_output_since_reads_back_through_rotated_files_from_a_time(tmp_path: Path) -> None:
+    clock = ManualClock()
+    path = tmp_path / "n.log"
+    console_log = ConsoleLog(path, clock, FORMAT, rotate_bytes=4096, rotate_keep=100)
+    for minute in range(60):
+        console_log.write_device(f"minute {minute:02d} ".encode() + b"x" * 200 + b"\r\n")
+        console_log.mark(f"tick {minute}")
+        await clock.advance(60)
+    console_log.write_device(b"unfinished")
+    assert len(log_files(path)) > 2
+    since = clock.epoch + dt.timedelta(minutes=50)
+    out = output_since(log_files(path), since, FORMAT, limit=1 << 20)
+    assert out.startswith(b"minute 50 ")
+    assert out.endswith(b"minute 59 " + b"x" * 200 + b"\r\nunfinished")
+    assert output_since(log_files(path), since, FORMAT, limit=10) == b"unfinished"
