@@ -26,6 +26,7 @@ from paho.mqtt.properties import Properties
 from rackd.control.signing import sign
 from rackd.testing.broker import Mosquitto
 from rackd.testing.processes import DaemonProcess
+from rackd.testing.users import AS_NOBODY, nobody_env, why_not_as_nobody
 from rackd.testing.watcher import MqttWatcher, Received
 
 pytestmark = pytest.mark.integration
@@ -132,8 +133,8 @@ async def site(broker: Mosquitto, home: Path) -> AsyncIterator[Site]:
 
 
 def rackd(*args: str, user: str | None = None) -> subprocess.CompletedProcess[str]:
-    prefix = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"] if user == "nobody" else []
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    prefix = AS_NOBODY if user == "nobody" else []
+    env = nobody_env()
     return subprocess.run(
         [*prefix, sys.executable, "-m", "rackd", *args],
         capture_output=True,
@@ -221,8 +222,8 @@ async def test_cli_cycle_over_the_socket_and_a_viewer_is_refused(site: Site) -> 
     assert done.returncode == 0, done.stderr
     assert "gpu-01: succeeded: cycled: off observed, on observed" in done.stdout
     assert "sent off to gpu-01/chassis" in done.stdout  # live progress
-    if os.geteuid() != 0 or shutil.which("setpriv") is None:
-        pytest.skip("needs root and setpriv to act as another user")
+    if why_not_as_nobody() is not None:
+        pytest.skip(str(why_not_as_nobody()))
     os.chown(site.socket, 0, 65534)  # the socket group admits nogroup, as a deployment's socket group would
     status = await asyncio.to_thread(rackd, "status", "--socket", str(site.socket), "--json", user="nobody")
     assert status.returncode == 0, status.stderr

@@ -19,10 +19,9 @@ from rackd.control.client import ControlError, call
 from rackd.control.peers import Peer, RoleMap
 from rackd.control.protocol import ControlRequest, Role
 from rackd.control.server import ControlServer, reply
+from rackd.testing.users import AS_NOBODY, nobody_env, why_not_as_nobody
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root and setpriv to act as another user"
-)
+pytestmark = pytest.mark.skipif(why_not_as_nobody() is not None, reason=str(why_not_as_nobody()))
 
 NOBODY_CLIENT = textwrap.dedent(
     """
@@ -40,10 +39,7 @@ NOBODY_CLIENT = textwrap.dedent(
 
 async def as_nobody(path: Path, op: str) -> dict[str, object]:
     process = await asyncio.create_subprocess_exec(
-        "setpriv",
-        "--reuid=nobody",
-        "--regid=nogroup",
-        "--clear-groups",
+        *AS_NOBODY,
         sys.executable,
         "-c",
         NOBODY_CLIENT,
@@ -51,7 +47,7 @@ async def as_nobody(path: Path, op: str) -> dict[str, object]:
         op,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        env=nobody_env(),
     )
     out, err = await process.communicate()
     assert process.returncode == 0, err.decode()
