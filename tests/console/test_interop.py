@@ -1,4 +1,4 @@
-"""Interop with software nobody here wrote: ser2net (RFC 2217, raw TCP) to a pty, pyserial's RFC 2217 client, conman."""
+"""Interop with software nobody here wrote: ser2net (RFC 2217, telnet, raw TCP), pyserial's RFC 2217 client, conman."""
 
 from __future__ import annotations
 
@@ -40,12 +40,16 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-def two_free_ports() -> tuple[int, int]:
-    """Two distinct free ports: both sockets are held open while asking (two free_port() calls may agree)."""
-    with socket.socket() as first, socket.socket() as second:
-        first.bind(("127.0.0.1", 0))
-        second.bind(("127.0.0.1", 0))
-        return first.getsockname()[1], second.getsockname()[1]
+def free_ports(count: int) -> list[int]:
+    """Distinct free ports: every socket is held open while asking (separate free_port() calls may agree)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 @dataclass
@@ -71,15 +75,17 @@ def pty_pair(directory: Path, name: str) -> PtyPair:
 class Ser2net:
     rfc2217_port: int
     raw_port: int
+    telnet_port: int
     rfc2217_pty: PtyPair
     raw_pty: PtyPair
+    telnet_pty: PtyPair
 
 
 @pytest.fixture
 def ser2net(tmp_path: Path) -> Iterator[Ser2net]:
     if shutil.which("ser2net") is None or shutil.which("socat") is None:
         pytest.skip("needs ser2net and socat")
-    pairs = [pty_pair(tmp_path, "a"), pty_pair(tmp_path, "b")]
+    pairs = [pty_pair(tmp_path, "a"), pty_pair(tmp_path, "b"), pty_pair(tmp_path, "c")]
     processes = [pair.process for pair in pairs]
     try:
         for pair in pairs:
@@ -89,7 +95,7 @@ def ser2net(tmp_path: Path) -> Iterator[Ser2net]:
                 assert deadline > 0, "socat did not create its ptys"
                 assert pair.process.poll() is None, "socat exited"
                 subprocess.run(["sleep", "0.05"], check=True)  # waiting on another process's files, bounded
-        rfc_port, raw_port = two_free_ports()
+        rfc_port, raw_port, telnet_port = free_ports(3)
         config = tmp_path / "ser2net.yaml"
         config.write_text(
             textwrap.dedent(
@@ -104,6 +110,10 @@ def ser2net(tmp_path: Path) -> Iterator[Ser2net]:
                   accepter: tcp,127.0.0.1,{raw_port}
                   connector: serialdev,{pairs[1].device},115200n81,local
                   enable: on
+                connection: &telnet
+                  accepter: telnet,tcp,127.0.0.1,{telnet_port}
+                  connector: serialdev,{pairs[2].device},115200n81,local
+                  enable: on
                 """
             )
         )
@@ -113,9 +123,9 @@ def ser2net(tmp_path: Path) -> Iterator[Ser2net]:
             stderr=subprocess.DEVNULL,
         )
         processes.append(server)
-        wait_for_port(rfc_port)
-        wait_for_port(raw_port)
-        yield Ser2net(rfc_port, raw_port, pairs[0], pairs[1])
+        for port in (rfc_port, raw_port, telnet_port):
+            wait_for_port(port)
+        yield Ser2net(rfc_port, raw_port, telnet_port, pairs[0], pairs[1], pairs[2])
     finally:
         for process in reversed(processes):
             _stop(process)
@@ -175,25 +185,49 @@ async def test_rackd_through_ser2net_rfc2217_sets_baud_sends_break_and_moves_byt
         far.close()
 
 
+async def knock(stream: SocketStream, far: FarEnd) -> None:
+    """ser2net opens the device only once a client is connected: send CRs until the device side sees one."""
+    async with asyncio.timeout(10):
+        while not far.received:
+            await stream.write(b"\r")
+            with contextlib.suppress(TimeoutError):
+                await wait_for(lambda: bool(far.received), within=0.2, what="device open")
+    far.received.clear()
+
+
 async def test_rackd_through_ser2net_raw_tcp_moves_bytes_and_refuses_break(ser2net: Ser2net) -> None:
     far = FarEnd(ser2net.raw_pty.far)
     stream = await open_transport(f"tcp://127.0.0.1:{ser2net.raw_port}").open_console()
     assert isinstance(stream, SocketStream)
     try:
-        # ser2net opens (and flushes) the device only once a client is connected: knock until it answers.
-        async with asyncio.timeout(10):
-            while not far.received:
-                await stream.write(b"\r")
-                with contextlib.suppress(TimeoutError):
-                    await wait_for(lambda: bool(far.received), within=0.2, what="device open")
+        await knock(stream, far)
         far.write(b"login: ")
         async with asyncio.timeout(10):
             assert await read_until(stream, b"login: ") == b"login: "
-        far.received.clear()
         await stream.write(b"root\r")
         await wait_for(lambda: far.received == b"root\r", what="input reached the device")
         with pytest.raises(UnsupportedError):
             await stream.send_break()
+    finally:
+        await stream.close()
+        far.close()
+
+
+async def test_rackd_through_ser2net_telnet_keeps_iac_bytes_intact_both_ways(ser2net: Ser2net) -> None:
+    far = FarEnd(ser2net.telnet_pty.far)
+    stream = await open_transport(f"telnet://127.0.0.1:{ser2net.telnet_port}").open_console()
+    assert isinstance(stream, SocketStream)
+    try:
+        await knock(stream, far)
+        far.write(b"\xff\xfb\x01 data that looks like IAC WILL ECHO\r\n")
+        async with asyncio.timeout(10):
+            got = await read_until(stream, b"ECHO\r\n")
+        assert got == b"\xff\xfb\x01 data that looks like IAC WILL ECHO\r\n"
+        await stream.write(b"\xff\xfd\x03typed")
+        await wait_for(lambda: far.received == b"\xff\xfd\x03typed", what="IAC bytes reached the device as data")
+        await stream.send_break()  # IAC BRK: ser2net turns it into a break on the tty (a pty cannot show it)
+        await stream.write(b"after")
+        await wait_for(lambda: far.received.endswith(b"after"), what="stream still in sync after BRK")
     finally:
         await stream.close()
         far.close()
