@@ -120,6 +120,8 @@ class ConsoleSession:
 
     async def run(self) -> None:
         """Connect, pump output until the connection ends, wait, reconnect — until cancelled."""
+        # Whatever the console printed while rackd was not running is missing: the marker makes that visible.
+        self.log.mark(f"rackd capturing this console ({self.console.url}); earlier output was not captured")
         try:
             while True:
                 stream = await self._connect()

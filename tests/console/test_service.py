@@ -287,8 +287,9 @@ async def test_ipmi_sol_without_a_driver_console_is_reported_unsupported_once(tm
     session = service.sessions["gpu-01"]
     await wait_for(lambda: session.state == "stopped", what="given up on the console")
     notes = markers([p.read_bytes() for p in log_files(service.log_dir / "gpu-01.log")])
-    assert len(notes) == 1
-    assert notes[0].startswith("console unsupported: console ipmi-sol of gpu-01: driver 'fake' does not offer")
+    assert len(notes) == 2
+    assert notes[0].startswith("rackd capturing this console (ipmi-sol)")
+    assert notes[1].startswith("console unsupported: console ipmi-sol of gpu-01: driver 'fake' does not offer")
     await service.aclose()
     await task
 
