@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import signal
 import socket
@@ -12,6 +13,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from rackd.testing.children import die_with_parent
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
@@ -64,6 +67,10 @@ class Mosquitto:
             "max_queued_messages 100000",
             "set_tcp_nodelay true",
         ]
+        if os.geteuid() == 0:
+            # Stay root: dropping to the mosquitto user would also clear the parent-death signal, and an
+            # interrupted test run would then leave an orphaned broker behind.
+            lines.append("user root")
         return "\n".join(lines) + "\n" + self.extra_config
 
     def start(self, timeout: float = 10.0) -> None:
@@ -79,6 +86,7 @@ class Mosquitto:
             stdout=(self.workdir / "mosquitto.log").open("ab"),
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - only prctl, safe before exec; no orphaned brokers
         )
         try:
             wait_for_port(self.port, timeout)

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rackd.testing.children import die_with_parent
+
 
 def wait_until(condition: Callable[[], bool], what: str, within: float = 30.0) -> None:
     """Block until `condition()` holds (another process's files or logs), or raise TimeoutError naming `what`."""
@@ -52,6 +54,7 @@ class DaemonProcess:
             stderr=self.log_path.open("ab"),
             env=env,
             start_new_session=True,
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - only prctl, safe before exec; no orphaned daemons
         )
 
     @property
