@@ -545,6 +545,9 @@ def _all_secrets(
     if settings is not None:
         yield from _secrets_in(settings.mqtt, ("mqtt",))
         yield from _secrets_in(settings.control, ("control",))
+        for index, node in enumerate(settings.node):
+            if node.console is not None:
+                yield from _secrets_in(node.console, ("node", index, "console"))
     for (section, index), opts in options.items():
         yield from _secrets_in(opts, (section, index, "bmc") if section == "node" else (section, index))
 

@@ -27,6 +27,7 @@ from rackd.control.server import ControlServer
 from rackd.drivers.registry import DriverRegistry
 from rackd.runtime.clock import SystemClock
 from rackd.testing.recording_bus import RecordingPublisher
+from rackd.testing.users import AS_NOBODY, nobody_env, why_not_as_nobody
 
 
 @dataclass
@@ -185,12 +186,9 @@ async def test_scripts_tail_send_and_break(daemon: Daemonish) -> None:
     assert "BREAK sent" in notes
 
 
-AS_NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
-
-
-@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root and setpriv")
+@pytest.mark.skipif(why_not_as_nobody() is not None, reason=str(why_not_as_nobody()))
 async def test_a_viewer_may_watch_and_tail_but_not_write(daemon: Daemonish) -> None:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    env = nobody_env()
     socket = str(daemon.control.path)
     base = [*AS_NOBODY, sys.executable, "-m", "rackd", "console", "gpu-01", "--socket", socket]
 

@@ -195,3 +195,12 @@ def test_driver_warnings_are_reported_with_key_paths(load: Callable[[str], Confi
     (warning,) = config.warnings
     assert warning.path == "pdu[0].snmp.version"
     assert "clear text" in warning.message
+
+
+def test_console_secrets_are_checked_and_inline_ones_flagged(load: Callable[[str], Config], tmp_path: Path) -> None:
+    base = '[site]\nname = "lab"\n[[node]]\nid = "n1"\nrack = "r1"\n'
+    with pytest.raises(ConfigError) as exc:
+        load(base + f'console = {{ url = "ssh://op@127.0.0.1:2222", password = {{ file = "{tmp_path}/none" }} }}\n')
+    assert "no such file" in issues_of(exc)["node[0].console.password"]
+    config = load(base + 'console = { url = "ssh://op@127.0.0.1:2222", password = "pw" }\n')
+    assert [w.path for w in config.warnings] == ["node[0].console.password"]
