@@ -5,21 +5,22 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
 import structlog
 
 from rackd.drivers.contract import Capability, DriverOptions, SessionContext
 from rackd.errors import AuthError, UnsupportedError
+from rackd_ipmi.executor import TrackingExecutor
 from rackd_ipmi.link import BmcLink
 from rackd_ipmi.options import IpmiOptions
-from rackd_ipmi.pyghmi_patches import cap_io_wait
+from rackd_ipmi import pyghmi_patches
 from rackd_ipmi.session import IpmiSession
 
 log = structlog.get_logger(__name__)
 
 DEFAULT_WORKERS = 12
+SHUTDOWN_GRACE = 5.0
 
 
 class IpmiDriver:
@@ -33,8 +34,8 @@ class IpmiDriver:
 
     def __init__(self, workers: int = DEFAULT_WORKERS) -> None:
         """One bounded pool for every BMC: a call that misses its deadline keeps its worker until pyghmi gives up."""
-        cap_io_wait()
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rackd-ipmi")
+        pyghmi_patches.apply()
+        self._executor = TrackingExecutor(max_workers=workers, thread_name_prefix="rackd-ipmi")
         self._login_gate: asyncio.Semaphore | None = None
         self._auth_failures: dict[tuple[str, int, str], tuple[float, str]] = {}
         self._closed = False
@@ -97,9 +98,18 @@ class IpmiDriver:
         except RuntimeError:  # the pool shut down meanwhile
             link.logout()
 
-    async def aclose(self) -> None:
-        """Stop the pool (queued logouts still run) at shutdown."""
+    async def aclose(self, grace: float = SHUTDOWN_GRACE) -> None:
+        """Stop the pool at shutdown: queued logouts still run; work stuck on a dead BMC is waited for `grace` s."""
         if self._closed:
             return
         self._closed = True
-        await asyncio.to_thread(self._executor.shutdown, wait=True)
+        pending = [asyncio.wrap_future(f) for f in self._executor.pending() if not f.done()]
+        self._executor.shutdown(wait=False)
+        if pending:
+            done, still_running = await asyncio.wait(pending, timeout=grace)
+            for future in done:
+                if not future.cancelled():
+                    future.exception()  # retrieved: failures of abandoned calls were already reported
+            if still_running:
+                # pyghmi gives up on a silent BMC by itself within its retry budget; the threads end then.
+                log.info("ipmi_shutdown_workers_still_busy", count=len(still_running))

@@ -126,7 +126,12 @@ class SelReader:
             else:
                 found = self._entry(cursor.record_id)
                 if found is None or _fingerprint(found[1]) != cursor.fingerprint:
-                    reset = True  # the record we stopped at is gone or was overwritten: the SEL wrapped
+                    # The record we stopped at is gone or was overwritten: the SEL wrapped (ids keep growing) or
+                    # was cleared within the same second as our cursor (ids restarted below ours).
+                    reset = True
+                    newest = self._entry(LAST_RECORD) if entries_count else None
+                    newest_id = struct.unpack_from("<H", newest[1])[0] if newest is not None else 0
+                    cleared = newest_id < cursor.record_id
                 else:
                     start = found[0]
         if reset:

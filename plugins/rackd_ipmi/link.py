@@ -19,6 +19,8 @@ log = structlog.get_logger(__name__)
 
 # pyghmi's Session.attemptedhash after login: 256 = SHA-256 (suite 17), 1 = SHA-1 (suite 3).
 NEGOTIATED_SUITE = {256: 17, 1: 3}
+RETRANSMIT_BUDGET = 3  # pyghmi Session.maxtimeout: gives up when its retry timer exceeds this
+NO_RESPONSE = 0xFFFF  # pyghmi's completion code for 'the BMC did not answer'
 
 
 class BmcLink:
@@ -33,6 +35,7 @@ class BmcLink:
         self.options = options
         self.where = options.where
         self.poisoned = False
+        self._was_logged = False
         self._pace_lock = threading.Lock()
         self._next_request = 0.0
         privlevel = PRIVILEGE_LEVELS[options.privilege] if options.privilege else None
@@ -54,6 +57,13 @@ class BmcLink:
         finally:
             initting.pop(initting_key, None)
         self.session: Any = self.command.ipmi_session
+        # After a lost reply pyghmi would log in again by itself on the same object (leaving the old session
+        # open on the BMC) and keep the caller's thread for ~20 s. With no login retries left, a silent BMC
+        # fails the call after its retransmissions (~3 s) and the driver decides what to do.
+        self.session.logontries = 0
+        # Three transmissions per request (at ~0, ~0.75 and ~2.5 s) instead of two: a 20 % lossy link then
+        # fails fewer than 1 % of requests; a deadline still ends the wait earlier (see poison()).
+        self.session.maxtimeout = RETRANSMIT_BUDGET
         self.suite = NEGOTIATED_SUITE.get(getattr(self.session, "attemptedhash", 0), 0)
         if self.suite not in options.cipher_suites:
             self.logout()
@@ -111,7 +121,7 @@ class BmcLink:
     def fail(self, what: str, exc: BaseException) -> DeviceError:
         """Translate a failure; a failure without a completion code means the session is no longer trusted."""
         error = call_error(self.where, what, exc)
-        if not getattr(exc, "ipmicode", 0):
+        if getattr(exc, "ipmicode", 0) in (0, NO_RESPONSE):
             self.poison()
         return error
 
@@ -122,10 +132,18 @@ class BmcLink:
             # pyghmi de-duplicates sessions per (host, port, user, password): a session still marked good would
             # be adopted by the next Command(). Marking it broken makes the next login start a fresh one.
             self.session.broken = True
+            # A worker still waiting for this session's reply re-checks these flags after every (capped) I/O
+            # wait and gives up at once, instead of holding its thread for the rest of pyghmi's retry budget.
+            self._was_logged = bool(getattr(self.session, "logged", 0))
+            self.session.logged = 0
+            self.session.logging = False
 
     def logout(self) -> None:
         """Close the session on the BMC (best effort: one Close Session request, no retries); never raises."""
         try:
+            if self.poisoned and self._was_logged:
+                self._was_logged = False
+                self.session.logged = 1  # poison() cleared it to stop waiters; logout() only closes logged sessions
             if getattr(self.session, "logged", 0):
                 self.session.logout()
         except Exception as exc:  # noqa: BLE001 - the BMC may be gone; the session is discarded either way

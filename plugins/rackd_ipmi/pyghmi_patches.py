@@ -1,4 +1,4 @@
-"""Process-wide mitigation for pyghmi's lost-wakeup stalls: cap each internal I/O wait (see ipmi.md §1.3)."""
+"""Process-wide mitigations for pyghmi: capped I/O waits (ipmi.md §1.3) and one lock instead of two (deadlock)."""
 
 from __future__ import annotations
 
@@ -27,3 +27,23 @@ def cap_io_wait(cap: float = IO_WAIT_CAP) -> None:
 
         capped_io_wait.rackd_capped = True  # type: ignore[attr-defined]  # marker against double patching
         ipmi_session._io_wait = capped_io_wait
+
+
+def merge_session_locks() -> None:
+    """Use one re-entrant lock for pyghmi's two global session tables (idempotent).
+
+    `Session.wait_for_rsp` holds WAITING_SESSIONS while a timed-out session retransmits, and retransmitting takes
+    KEEPALIVE_SESSIONS; `send_payload` in any other thread takes them in the opposite order. With several worker
+    threads and a lost reply, every pyghmi thread of the process deadlocked (seen in the fault tests). A single
+    RLock cannot be taken in two orders.
+    """
+    with _lock:
+        shared = ipmi_session.KEEPALIVE_SESSIONS
+        if ipmi_session.WAITING_SESSIONS is not shared:
+            ipmi_session.WAITING_SESSIONS = shared
+
+
+def apply() -> None:
+    """Every mitigation, once per process."""
+    cap_io_wait()
+    merge_session_locks()

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import struct
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -78,6 +79,7 @@ class IpmiSession:
         self._login = login
         self._discard = discard
         self._link: BmcLink | None = None
+        self._abandoned: Future[Any] | None = None  # a call that missed its deadline and still runs
         self._lock = asyncio.Lock()  # one call at a time per BMC
         self._closed = False
         self._sdr_stamp: bytes | None = None
@@ -94,13 +96,42 @@ class IpmiSession:
 
     async def _run(self, func: Callable[[], T]) -> T:
         """Run blocking work in the executor; if our caller gives up (deadline), the session is poisoned."""
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._executor, func)
+        await self._wait_abandoned()
+        future = self._executor.submit(func)
         try:
-            return await future
+            return await asyncio.wrap_future(future)
         except asyncio.CancelledError:
+            # The worker keeps running until pyghmi gives up; until then this BMC gets no other worker, so a
+            # hung BMC holds at most one thread of the shared pool.
+            self._abandoned = future
             self._poison("deadline")
+            future.add_done_callback(self._adopt_orphan)  # a login that still succeeds must not leak
             raise
+
+    async def _wait_abandoned(self) -> None:
+        """Wait (within the caller's deadline) until a call that missed an earlier deadline has let go."""
+        abandoned = self._abandoned
+        if abandoned is None:
+            return
+        if not abandoned.done():
+            loop = asyncio.get_running_loop()
+            released = asyncio.Event()
+
+            def wake(_future: Future[Any]) -> None:
+                with contextlib.suppress(RuntimeError):  # the loop may be gone by the time pyghmi gives up
+                    loop.call_soon_threadsafe(released.set)
+
+            abandoned.add_done_callback(wake)
+            await released.wait()  # our caller's deadline may end this wait; the worker is left alone
+        self._abandoned = None
+
+    def _adopt_orphan(self, future: Future[Any]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return
+        result = future.result()
+        if isinstance(result, BmcLink):
+            result.poison()
+            self._discard(result)
 
     def _poison(self, reason: str) -> None:
         link = self._link
@@ -109,7 +140,12 @@ class IpmiSession:
         self._link = None
         link.poison()
         self._log.info("ipmi_session_discarded", reason=reason)
-        self._discard(link)  # logs out in the background once the stuck worker lets go
+        abandoned = self._abandoned
+        if abandoned is not None and not abandoned.done():
+            # log out once the stuck worker lets go of the session, not in a second worker meanwhile
+            abandoned.add_done_callback(lambda _future: self._discard(link))
+        else:
+            self._discard(link)
 
     async def _ensure_link(self) -> BmcLink:
         if self._closed:

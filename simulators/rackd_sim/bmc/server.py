@@ -85,6 +85,7 @@ class SimulatedBmc(pyghmi_bmc.Bmc):  # type: ignore[misc]  # pyghmi ships no typ
         self.cold_resets = 0
         self._resetting_until = 0.0
         self._reset_requested = False
+        self._reset_lock = threading.Lock()
         self._boot_device = "default"
         self._sdr_timestamp = int(time.time())
         self._sdr_reservation = 0
@@ -139,17 +140,22 @@ class SimulatedBmc(pyghmi_bmc.Bmc):  # type: ignore[misc]  # pyghmi ships no typ
         return True
 
     def request_cold_reset(self) -> None:
-        """Reset the BMC from another thread: every session is dropped, then it is silent for a moment."""
-        self._reset_requested = True
+        """Reset the BMC: every session is dropped now, then it is silent for a moment."""
         self._resetting_until = time.monotonic() + self.cold_reset_time
+        self._reset_requested = True
+        self._do_cold_reset()
 
     def _do_cold_reset(self) -> None:
-        self._reset_requested = False
-        self.cold_resets += 1
-        self.sessions.drop_all()
-        for handlers in ipmisession.Session.bmc_handlers.values():
-            if isinstance(handlers, dict):
-                handlers.pop(self.port, None)
+        with self._reset_lock:
+            if not self._reset_requested:
+                return
+            self._reset_requested = False
+            self.cold_resets += 1
+            self.sessions.drop_all()
+            # Forget every client session (the server socket's own entry is keyed by the socket, not a port).
+            for handlers in list(ipmisession.Session.bmc_handlers.values()):
+                if isinstance(handlers, dict):
+                    handlers.pop(self.port, None)
         log.info("bmc_cold_reset", port=self.port)
 
     def process_pktqueue(self) -> None:

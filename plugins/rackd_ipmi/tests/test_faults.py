@@ -1,0 +1,159 @@
+"""Fault tests: hung BMC, packet loss, cold reset, and no session/thread/fd leaks after many faulty polls."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pyghmi.ipmi.private.session as pyghmi_session
+import pytest
+from rackd_ipmi.driver import IpmiDriver
+from rackd_ipmi.options import IpmiOptions
+from rackd_ipmi.session import IpmiSession
+from rackd_sim.bmc.process import BmcProcess
+
+from rackd.drivers.contract import SessionContext
+from rackd.errors import DeviceError
+from rackd.model import PowerState
+
+OptionsFactory = Callable[..., IpmiOptions]
+
+
+def open_fds() -> int:
+    return len(list(Path("/proc/self/fd").iterdir()))
+
+
+async def poll_until_ok(session: IpmiSession, attempts: int = 40, deadline: float = 1.0) -> PowerState:
+    """What the runtime does: call under a deadline, again after a failure (bounded)."""
+    last: BaseException | None = None
+    for _ in range(attempts):
+        try:
+            async with asyncio.timeout(deadline):
+                return await session.get_power("chassis")
+        except (TimeoutError, DeviceError) as exc:
+            last = exc
+    raise AssertionError(f"no successful call in {attempts} attempts; last error: {last!r}")
+
+
+async def test_hung_bmc_costs_only_its_own_deadline(
+    driver: IpmiDriver, start_sim: Callable[..., BmcProcess], context: SessionContext, options: OptionsFactory,
+    tmp_path: Path,
+) -> None:
+    hung_sim, healthy_sim = start_sim(), start_sim()
+    other = SessionContext(device_id="gpu-02", role="bmc", state_dir=tmp_path)
+    hung = await driver.open(context, options(hung_sim))
+    healthy = await driver.open(other, options(healthy_sim))
+    try:
+        hung_sim.control("faults", hang=True)
+
+        async def hung_call() -> None:
+            async with asyncio.timeout(2.0):
+                await hung.read_sensors()
+
+        hung_task = asyncio.create_task(hung_call())
+        for _ in range(5):  # the healthy BMC is served while the hung call waits for its deadline
+            readings = await healthy.read_sensors()
+            assert any(r.sensor == "system_power" for r in readings)
+            assert not hung_task.done()
+        with pytest.raises(TimeoutError):
+            await hung_task
+        hung_sim.control("faults", hang=False)
+        # the session that missed its deadline was discarded; the next call logs in afresh
+        assert await poll_until_ok(hung) is PowerState.ON
+        assert hung_sim.status()["logins"] == 2
+    finally:
+        await hung.close()
+        await healthy.close()
+
+
+async def test_twenty_percent_packet_loss_still_yields_readings(
+    driver: IpmiDriver, sim: BmcProcess, context: SessionContext, options: OptionsFactory
+) -> None:
+    session = await driver.open(context, options(sim))
+    try:
+        sim.control("faults", drop_rate=0.2)
+        readings = None
+        for _ in range(3):
+            try:
+                async with asyncio.timeout(20):
+                    readings = await session.read_sensors()
+                break
+            except (TimeoutError, DeviceError):
+                continue
+        assert readings is not None
+        assert len([r for r in readings if r.value is not None]) >= 20
+        for _ in range(3):
+            assert await poll_until_ok(session, deadline=5.0) is PowerState.ON
+    finally:
+        await session.close()
+
+
+async def test_cold_reset_is_recovered_without_a_restart(
+    driver: IpmiDriver, sim: BmcProcess, context: SessionContext, options: OptionsFactory
+) -> None:
+    session = await driver.open(context, options(sim))
+    try:
+        assert await session.get_power("chassis") is PowerState.ON
+        sim.control("cold_reset")
+        sim.wait_for(lambda s: s["cold_resets"] == 1 or s["open_sessions"] == 0)
+        assert await poll_until_ok(session) is PowerState.ON
+        status = sim.wait_for(lambda s: s["cold_resets"] == 1 and s["established_sessions"] == 1)
+        assert status["open_sessions"] == 1
+    finally:
+        await session.close()
+    sim.wait_for(lambda s: s["open_sessions"] == 0)
+
+
+async def test_no_session_thread_or_fd_leak_after_200_faulty_polls(
+    driver: IpmiDriver, start_sim: Callable[..., BmcProcess], context: SessionContext, options: OptionsFactory
+) -> None:
+    sim = start_sim("--session-timeout", "3")
+    session = await driver.open(context, options(sim))
+    await session.read_sensors()
+    threads_before, fds_before = threading.active_count(), open_fds()
+    # Phases: packet loss absorbed by retransmission, a hang (deadlines missed, sessions discarded), a BMC cold
+    # reset, a slow and lossy stretch, another hang; the rest is healthy polling.
+    faults: dict[int, dict[str, object] | str] = {
+        0: {"drop_rate": 0.2},
+        20: {"drop_rate": 0.0},
+        30: {"hang": True},
+        35: {"hang": False},
+        60: "cold_reset",
+        100: {"drop_rate": 0.1, "delay": 0.002},
+        120: {"drop_rate": 0.0, "delay": 0.0, "hang": True},
+        125: {"hang": False},
+    }
+    ok = 0
+    try:
+        for cycle in range(200):
+            fault = faults.get(cycle)
+            if fault == "cold_reset":
+                sim.control("cold_reset")
+            elif isinstance(fault, dict):
+                sim.control("faults", **fault)
+            hanging = 30 <= cycle < 35 or 120 <= cycle < 125
+            try:
+                # a deadline like the runtime's: short for polls, long enough for a login over a lossy link
+                async with asyncio.timeout(0.5 if hanging else 10.0):
+                    if cycle % 20 == 19:
+                        await session.read_sensors()
+                    else:
+                        await session.get_power("chassis")
+                ok += 1
+            except (TimeoutError, DeviceError):
+                pass
+        assert ok >= 150
+        assert await poll_until_ok(session) is PowerState.ON
+        # BMCs reap sessions a client abandoned (logout lost to the fault) after their idle timeout
+        status = sim.wait_for(lambda s: s["open_sessions"] <= 1, timeout=15)
+        assert status["established_sessions"] <= 1
+        assert threading.active_count() <= threads_before + 12  # bounded by the driver's pool
+        assert open_fds() <= fds_before + 2
+        port = sim.endpoint.port if sim.endpoint else 0
+        keepalives = [s for s in pyghmi_session.Session.keepalive_sessions if getattr(s, "port", None) == port]
+        assert len(keepalives) <= 1  # no abandoned client session is kept alive by pyghmi
+    finally:
+        await session.close()
+    sim.wait_for(lambda s: s["open_sessions"] == 0, timeout=15)
