@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
+import threading
 from typing import Any
+
+import structlog
 
 from rackd.config import Config, load_config
 from rackd.drivers.registry import DriverRegistry
@@ -46,7 +50,16 @@ def run(args: argparse.Namespace) -> int:
     config = _load(args, registry)
     if config is None:
         return 1
-    return asyncio.run(run_daemon(config, registry))
+    code = asyncio.run(run_daemon(config, registry))
+    busy = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+    if busy:
+        # Worker threads still blocked in a library call to a hung device (pyghmi retries for a long time) would
+        # hold the interpreter's exit; the shutdown is complete (offline published, spool closed), so leave now.
+        structlog.get_logger(__name__).info("exiting_with_busy_threads", threads=len(busy))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def poll(args: argparse.Namespace) -> int:
