@@ -11,10 +11,10 @@ import structlog
 
 from rackd.drivers.contract import Capability, DriverOptions, SessionContext
 from rackd.errors import AuthError, UnsupportedError
+from rackd_ipmi import pyghmi_patches
 from rackd_ipmi.executor import TrackingExecutor
 from rackd_ipmi.link import BmcLink
 from rackd_ipmi.options import IpmiOptions
-from rackd_ipmi import pyghmi_patches
 from rackd_ipmi.session import IpmiSession
 
 log = structlog.get_logger(__name__)
