@@ -155,6 +155,25 @@ async def wait_for_console(demo: HeadlessDemo, node: str, needle: str, within: f
     return text
 
 
+async def test_a_server_that_ignores_soft_off_is_escalated_to_hard_off(headless_demo: HeadlessDemo) -> None:
+    await inject(headless_demo, "gpu-01", "ignore-soft-off")
+    try:
+        status, output = await rackd_cli(
+            headless_demo, "power", "soft-off", "gpu-01", "--escalate", "--reason", "hung OS", "--json"
+        )
+        assert status == 0, output
+        (result,) = json.loads(output)
+        assert result["status"] == "succeeded", result
+        steps = " | ".join(step["message"] for step in result["steps"])
+        assert "graceful shutdown did not converge" in steps
+        assert "observed gpu-01/chassis off" in steps
+    finally:
+        # Whatever happened, leave gpu-01 fed and on for the next test.
+        await rackd_cli(headless_demo, "outlet", "on", "pdu-a:1", "pdu-b:1", "--reason", "cleanup")
+        status, output = await rackd_cli(headless_demo, "power", "on", "gpu-01", "--reason", "back to work")
+    assert status == 0, output
+
+
 async def test_bmc_hang_then_escalated_cycle_completes_through_the_pdu_outlets(headless_demo: HeadlessDemo) -> None:
     prefix = root(headless_demo)
     async with MqttWatcher(port_of(headless_demo), f"{prefix}/gpu-02/#") as watcher:
@@ -220,21 +239,6 @@ async def test_one_outlet_off_loses_redundancy_and_moves_the_draw(headless_demo:
         finally:
             status, output = await rackd_cli(headless_demo, "outlet", "on", "pdu-a:1", "--reason", "test")
             assert status == 0, output
-
-
-async def test_a_server_that_ignores_soft_off_is_escalated_to_hard_off(headless_demo: HeadlessDemo) -> None:
-    await inject(headless_demo, "gpu-02", "ignore-soft-off")
-    status, output = await rackd_cli(
-        headless_demo, "power", "soft-off", "gpu-02", "--escalate", "--reason", "hung OS", "--json"
-    )
-    assert status == 0, output
-    (result,) = json.loads(output)
-    assert result["status"] == "succeeded", result
-    steps = " | ".join(step["message"] for step in result["steps"])
-    assert "graceful shutdown did not converge" in steps
-    assert "observed gpu-02/chassis off" in steps
-    status, output = await rackd_cli(headless_demo, "power", "on", "gpu-02", "--reason", "back to work")
-    assert status == 0, output
 
 
 async def test_a_psu_failure_moves_the_draw_to_the_other_feed(headless_demo: HeadlessDemo) -> None:

@@ -19,7 +19,7 @@ class BmcLink:
         """Prepare the process (a random password, the rack's timings); nothing runs until `start()`."""
         self.password = secrets.token_urlsafe(12)
         args = [
-            "--password", self.password,
+            f"--password={self.password}",  # one word: a random password may start with "-"
             "--power-on-delay", str(timing.bmc_power_on_delay),
             "--power-off-delay", str(timing.bmc_power_off_delay),
             "--boot-delay", str(timing.os_boot),

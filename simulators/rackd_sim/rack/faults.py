@@ -59,8 +59,8 @@ def _console(server: RackServer) -> SimulatedConsole:
 async def _server_fault(server: RackServer, kind: str, value: Any) -> str:  # noqa: PLR0911, PLR0912 - one branch per kind
     if kind not in SERVER_FAULTS:
         raise FaultError(f"unknown fault {kind!r} for a server; known: {', '.join(SERVER_FAULTS)}")
-    if not server.mains and kind != "clear":
-        raise FaultError(f"{server.plan.id} has no mains power")
+    if (not server.mains or server.bmc_ready_at is not None) and kind != "clear":
+        raise FaultError(f"{server.plan.id} has no mains power, or its BMC is still booting")
     if kind == "hang":
         await _bmc(server).control("faults", hang=True)
         server.bmc_faults["hang"] = True
@@ -102,7 +102,7 @@ async def _server_fault(server: RackServer, kind: str, value: Any) -> str:  # no
         return f"PSU{psu} failed"
     # clear
     server.failed_psus.clear()
-    if server.bmc is not None and server.mains:
+    if server.bmc is not None and server.mains and server.bmc_ready_at is None:
         await server.bmc.control("faults", hang=False, drop_rate=0.0, delay=0.0)
     server.bmc_faults.clear()
     return "faults cleared"

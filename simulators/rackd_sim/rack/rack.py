@@ -66,6 +66,7 @@ class VirtualRack:
                 bmc=BmcLink(plan, spec.timing, log_dir) if plan.bmc else None,
                 console=self.consoles[plan.id].console if plan.id in consoles else None,
                 ambient_c=spec.ambient_c,
+                bmc_boot_s=spec.timing.bmc_boot,
             )
         self._started = time.monotonic()
         self._ticker: asyncio.Task[None] | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,8 @@ class RackServer:
     bmc: BmcLink | None = None
     console: SimulatedConsole | None = None
     ambient_c: float = 22.0
+    bmc_boot_s: float = 2.0  # how long the BMC stays silent after mains returns
+    bmc_ready_at: float | None = None  # monotonic time the booting BMC starts answering
     mains: bool = True  # at least one PSU has input
     power_on: bool = True  # host (chassis) power as the BMC reports it
     os_up: bool = True
@@ -75,19 +78,24 @@ class RackServer:
         if self.mains and not mains:
             self.mains = False
             self.on_before_mains_loss = self.power_on
+            self.bmc_ready_at = None
             log.info("rack_server_lost_mains", server=self.plan.id)
-            # No mains: the BMC is dead (no answer on the LAN) and the host is off.
-            await self.bmc.control("faults", hang=True)
+            # No mains: the BMC is dead (no answer on the LAN, every session lost) and the host is off.
+            await self.bmc.control("faults", hang=True, drop_rate=0.0, delay=0.0)
+            await self.bmc.control("cold_reset")
             await self.bmc.control("power", action="off")
+            self.bmc_faults.clear()
             self._host_changed(on=False)
         elif not self.mains and mains:
             self.mains = True
-            log.info("rack_server_mains_restored", server=self.plan.id, power_on=self.on_before_mains_loss)
-            # The BMC boots afresh: injected BMC faults are gone, it is silent while it boots.
-            await self.bmc.control("faults", hang=False, drop_rate=0.0, delay=0.0)
-            self.bmc_faults.clear()
-            await self.bmc.control("cold_reset")
             self.psu_reported.clear()
+            # The BMC boots first (silent meanwhile), then restores the host's power ("previous state").
+            self.bmc_ready_at = time.monotonic() + self.bmc_boot_s
+            log.info("rack_server_mains_restored", server=self.plan.id, power_on=self.on_before_mains_loss)
+        if self.mains and self.bmc_ready_at is not None and time.monotonic() >= self.bmc_ready_at:
+            self.bmc_ready_at = None
+            await self.bmc.control("faults", hang=False)
+            log.info("rack_bmc_booted", server=self.plan.id)
             if self.on_before_mains_loss:
                 await self.bmc.control("power", action="on")
 
