@@ -173,6 +173,11 @@ class IpmiSession:
                 if link.poisoned and self._link is link:
                     self._poison("failed")
 
+    @property
+    def negotiated_suite(self) -> int | None:
+        """The cipher suite of the current pyghmi session (17 or 3), None while there is none."""
+        return self._link.suite if self._link is not None else None
+
     # --- PowerControl --------------------------------------------------------------------------------
 
     async def power_targets(self) -> Sequence[PowerTarget]:

@@ -157,3 +157,35 @@ async def test_no_session_thread_or_fd_leak_after_200_faulty_polls(
     finally:
         await session.close()
     sim.wait_for(lambda s: s["open_sessions"] == 0, timeout=15)
+
+
+async def test_several_lossy_bmcs_polled_concurrently(
+    driver: IpmiDriver, start_sim: Callable[..., BmcProcess], options: OptionsFactory, tmp_path: Path
+) -> None:
+    """Several worker threads in pyghmi at once, with retransmissions: no deadlock, every BMC answers."""
+    sims = [start_sim() for _ in range(3)]
+    sessions = [
+        await driver.open(SessionContext(f"gpu-{i}", "bmc", tmp_path), options(sim)) for i, sim in enumerate(sims)
+    ]
+    try:
+        for sim in sims:
+            sim.control("faults", drop_rate=0.25)
+
+        async def poll(session: IpmiSession) -> int:
+            successes = 0
+            for _ in range(4):
+                try:
+                    async with asyncio.timeout(15):
+                        await session.get_power("chassis")
+                        await session.read_log(None)
+                    successes += 1
+                except (TimeoutError, DeviceError):
+                    continue
+            return successes
+
+        async with asyncio.timeout(90):  # a deadlock would stop every BMC at once
+            results = await asyncio.gather(*(poll(s) for s in sessions))
+        assert all(r >= 2 for r in results), results
+    finally:
+        for session in sessions:
+            await session.close()
