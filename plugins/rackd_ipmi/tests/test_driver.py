@@ -252,3 +252,22 @@ async def test_session_limit_is_reported(
     sim = start_sim("--session-limit", "0")
     with pytest.raises(SessionLimitError, match="no free session"):
         await driver.open(context, options(sim))
+
+
+async def test_sdr_is_cached_and_reloaded_when_its_timestamp_changes(
+    driver: IpmiDriver, sim: BmcProcess, context: SessionContext, options: OptionsFactory
+) -> None:
+    session = await driver.open(context, options(sim))
+    try:
+        await session.read_sensors()
+        loaded = sim.status()["sdr_record_reads"]
+        assert loaded >= 25
+        await session.read_sensors()
+        assert sim.status()["sdr_record_reads"] == loaded  # cached
+        sim.control("sdr_changed")
+        readings = await session.read_sensors()
+        assert sim.status()["sdr_record_reads"] > loaded  # new SDR timestamp: reloaded
+        assert any(r.sensor == "gpu8_temp" for r in readings)
+    finally:
+        await session.close()
+    assert any((context.state_dir / "sdr-cache").iterdir())  # kept on disk per BMC model for the next start

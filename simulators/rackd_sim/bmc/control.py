@@ -39,6 +39,7 @@ class BmcController:
             "power": self._power,
             "readings": self._readings,
             "sdr_changed": self._sdr_changed,
+            "console": self._console,
         }
 
     def handle(self, request: JSON) -> JSON:
@@ -67,6 +68,7 @@ class BmcController:
             "logins_by_suite": {str(k): v for k, v in stats.by_suite.items()},
             "refused_full": stats.refused_full,
             "cold_resets": bmc.cold_resets,
+            "sdr_record_reads": bmc.sdr_record_reads,
             "sel_entries": len(bmc.machine.sel.records()),
             "faults": vars(bmc.faults).copy(),
         }
@@ -141,6 +143,14 @@ class BmcController:
                 value = machine.value(spec)
                 values[spec.name] = None if value is None else spec.quantize(value)
         return {"sensors": values, "system_power": round(machine.system_power())}
+
+    def _console(self, request: JSON) -> JSON:
+        """Write text to the server's serial console (SOL clients see it); returns what clients typed so far."""
+        text = str(request.get("text", ""))
+        if text:
+            for listener in list(self.bmc.machine.console_listeners):
+                listener(text.encode())
+        return {"typed": self.bmc.sol_input.decode(errors="replace"), "sol_active": bool(self.bmc.activated)}
 
     def _sdr_changed(self, _request: JSON) -> JSON:
         self.bmc.bump_sdr()

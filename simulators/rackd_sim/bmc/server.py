@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import queue
 import random
 import struct
 import threading
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyghmi.ipmi.bmc as pyghmi_bmc
+import pyghmi.ipmi.console as pyghmi_console
 import pyghmi.ipmi.private.session as ipmisession
 import structlog
 
@@ -58,6 +60,9 @@ class Faults:
 class SimulatedBmc(pyghmi_bmc.Bmc):  # type: ignore[misc]  # pyghmi ships no types
     """A GPU server's BMC on one UDP port (run one per process: see the reference page, bug 5)."""
 
+    activated: bool = False  # SOL payload active (also set by the base class)
+    sol: Any = None  # pyghmi ServerConsole of the active SOL client
+
     def __init__(
         self,
         users: dict[str, str],
@@ -89,6 +94,7 @@ class SimulatedBmc(pyghmi_bmc.Bmc):  # type: ignore[misc]  # pyghmi ships no typ
         self._boot_device = "default"
         self._sdr_timestamp = int(time.time())
         self._sdr_reservation = 0
+        self.sdr_record_reads = 0  # Get SDR requests served: tells tests whether a client used its SDR cache
         self._started = time.monotonic()
         self.deviceid = 0x20
         self.revision = 0x01  # no device SDRs: clients use the SDR repository
@@ -97,6 +103,12 @@ class SimulatedBmc(pyghmi_bmc.Bmc):  # type: ignore[misc]  # pyghmi ships no typ
         self.additionaldevices = 0x8F  # chassis, FRU, SEL, SDR repository, sensor device
         self.mfgid = MANUFACTURER_ID
         self.prodid = PRODUCT_ID
+        # SOL: console output goes through a queue to its own sender thread, because ServerConsole.send_data
+        # blocks until the client's ACK, which only the serving thread can process (reference bug 4c).
+        self._sol_output: queue.Queue[bytes] = queue.Queue()
+        self.sol_input = bytearray()  # what SOL clients typed (tests read it through the control channel)
+        self.machine.console_listeners.append(self._sol_output.put)
+        threading.Thread(target=self._sol_sender, name="bmc-sol-sender", daemon=True).start()
         self._handlers: dict[tuple[int, int], Callable[[dict[str, Any], Any], None]] = {
             (NETFN_CHASSIS, 0x04): lambda _r, s: s.send_ipmi_response(),  # chassis identify
             (NETFN_SENSOR, 0x2D): self._get_sensor_reading,
@@ -249,6 +261,52 @@ class SimulatedBmc(pyghmi_bmc.Bmc):  # type: ignore[misc]  # pyghmi ships no typ
         self.request_cold_reset()
         return CC_OK
 
+    # --- SOL -----------------------------------------------------------------------------------------
+
+    def is_active(self) -> bool:
+        """The SOL payload can always be activated (the serial port exists whether the host is on or not)."""
+        return True
+
+    def iohandler(self, data: Any) -> None:
+        """Bytes typed by the SOL client: kept, and echoed like a terminal would."""
+        if isinstance(data, bytes | bytearray):
+            self.sol_input += data
+            self._sol_output.put(bytes(data))
+
+    def activate_payload(self, _request: dict[str, Any], session: Any) -> None:
+        """Activate SOL with 255-byte payload sizes and the port little-endian (reference bugs 4a, 4b)."""
+        if self.activated:
+            session.send_ipmi_response(code=0x80)  # payload already active (a client can deactivate it)
+            return
+        self.activated = True
+        session.send_ipmi_response(data=[0, 0, 0, 0, 0xFF, 0x00, 0xFF, 0x00, *struct.pack("<H", self.port), 0xFF, 0xFF])
+        self.sol = pyghmi_console.ServerConsole(session, self.iohandler)
+
+    def deactivate_payload(self, _request: dict[str, Any], session: Any) -> None:
+        """Deactivate SOL and release a sender blocked on the departed client (reference bug 4c)."""
+        if not self.activated:
+            session.send_ipmi_response(code=0x80)
+            return
+        session.send_ipmi_response()
+        sol = self.sol
+        self.activated = False
+        self.sol = None
+        if sol is not None:
+            sol.broken = True
+            sol.awaitingack = False
+            sol.close()
+
+    def _sol_sender(self) -> None:
+        while True:
+            chunk = self._sol_output.get()
+            sol = self.sol
+            if sol is None or not self.activated:
+                continue  # nobody attached: output is lost, as on a real serial port without a listener
+            try:
+                sol.send_data(chunk)
+            except Exception:  # noqa: BLE001 - a client that went away must not kill the sender thread
+                log.debug("bmc_sol_send_failed", port=self.port)
+
     # --- dispatch ------------------------------------------------------------------------------------
 
     def handle_raw_request(self, request: dict[str, Any], session: Any) -> None:
@@ -309,6 +367,7 @@ class SimulatedBmc(pyghmi_bmc.Bmc):  # type: ignore[misc]  # pyghmi ships no typ
         if not 0 <= index < len(records):
             session.send_ipmi_response(code=CC_NOT_PRESENT)
             return
+        self.sdr_record_reads += 1
         record = records[index]
         following = index + 2 if index + 1 < len(records) else 0xFFFF
         chunk = record[offset:] if length == 0xFF else record[offset : offset + length]

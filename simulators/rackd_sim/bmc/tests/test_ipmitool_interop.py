@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
+import selectors
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
+from typing import IO, Any
 
 import pytest
 from rackd_sim.bmc.process import BmcProcess
@@ -152,3 +156,56 @@ def test_cipher_suite_17_refused_by_a_suite_3_only_bmc(tmp_path: pytest.TempPath
         refused = ipmitool(bmc, "power", "status", suite="17", check=False)
         assert refused.returncode != 0
         assert time.monotonic() - started < 30  # a clean error, not a hang to the tool's own timeout
+
+
+def test_sol_activate_carries_console_both_ways(sim: BmcProcess) -> None:
+    ep = sim.endpoint
+    assert ep is not None
+    proc = subprocess.Popen(
+        ["ipmitool", "-I", "lanplus", "-H", ep.host, "-p", str(ep.port), "-U", ep.username, "-P", ep.password,
+         "sol", "activate"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    try:
+        wait_console(sim, lambda c: c["sol_active"])
+        proc.stdin.write(b"hello\r")
+        proc.stdin.flush()
+        wait_console(sim, lambda c: "hello" in c["typed"])
+        sim.control("console", text="BOOT-BANNER-XYZ\r\n")
+        output = read_until(proc.stdout, b"BOOT-BANNER-XYZ", timeout=10)
+        assert b"BOOT-BANNER-XYZ" in output
+        proc.stdin.write(b"~.")
+        proc.stdin.flush()
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdin.close()
+        proc.stdout.close()
+    wait_console(sim, lambda c: not c["sol_active"])
+
+
+def wait_console(sim: BmcProcess, predicate: Callable[[dict[str, Any]], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate(sim.control("console")):
+        assert time.monotonic() < deadline, "console condition not met"
+        time.sleep(0.02)
+
+
+def read_until(stream: IO[bytes], marker: bytes, timeout: float) -> bytes:
+    deadline = time.monotonic() + timeout
+    data = b""
+    with selectors.DefaultSelector() as selector:
+        selector.register(stream, selectors.EVENT_READ)
+        while marker not in data:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not selector.select(remaining):
+                break
+            chunk = os.read(stream.fileno(), 4096)
+            if not chunk:
+                break
+            data += chunk
+    return data
