@@ -22,9 +22,11 @@ def test_the_default_rack_is_a_dual_fed_inference_rack() -> None:
     assert sum(s.idle_w for s in spec.servers) < spec.power_budget_w < sum(s.max_w for s in spec.servers)
 
 
-def test_the_test_rack_loads() -> None:
+def test_the_test_rack_and_the_examples_load() -> None:
     spec = load_spec(Path(__file__).with_name("small-rack.toml"))
     assert [s.id for s in spec.servers] == ["gpu-01", "gpu-02", "leaf-01"]
+    laptop = load_spec(Path(__file__).resolve().parents[2] / "examples" / "laptop-rack.toml")
+    assert {pdu.feed for pdu in laptop.pdus} == {"A", "B"}
 
 
 def minimal(**server: object) -> dict[str, object]:
