@@ -91,12 +91,13 @@ class IpmiDriver:
     def _discard(self, link: BmcLink) -> None:
         """Log a poisoned or abandoned session out in the background."""
         if self._closed:
-            link.logout()  # the pool is gone: best effort, inline (one packet, no retries)
+            # The pool is gone and this may run on the event loop: do not block it; the BMC reaps the session.
+            log.info("ipmi_logout_skipped_after_shutdown", bmc=link.where)
             return
         try:
             self._executor.submit(link.logout)
         except RuntimeError:  # the pool shut down meanwhile
-            link.logout()
+            log.info("ipmi_logout_skipped_after_shutdown", bmc=link.where)
 
     async def aclose(self, grace: float = SHUTDOWN_GRACE) -> None:
         """Stop the pool at shutdown: queued logouts still run; work stuck on a dead BMC is waited for `grace` s."""
