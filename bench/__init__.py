@@ -1,0 +1,1 @@
+"""rackd benchmarks: each module measures one thing side by side with the tool operators use today."""
