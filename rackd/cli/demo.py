@@ -50,8 +50,12 @@ def _start(argv: list[str], log_path: Path, *, stdout: int | None = None) -> sub
         )
 
 
-def _ready_line(process: subprocess.Popen[bytes], timeout: float) -> dict[str, Any]:
-    """The child's one JSON line on stdout, within `timeout`."""
+class StartInterruptedError(Exception):
+    """Ctrl-C / SIGTERM arrived while the demo was starting."""
+
+
+def _ready_line(process: subprocess.Popen[bytes], timeout: float, stop: threading.Event) -> dict[str, Any]:
+    """The child's one JSON line on stdout, within `timeout` (StartInterruptedError once `stop` is set)."""
     assert process.stdout is not None
     stream: IO[bytes] = process.stdout
     deadline = time.monotonic() + timeout
@@ -59,9 +63,13 @@ def _ready_line(process: subprocess.Popen[bytes], timeout: float) -> dict[str, A
     with selectors.DefaultSelector() as selector:
         selector.register(stream, selectors.EVENT_READ)
         while b"\n" not in buffer:
+            if stop.is_set():
+                raise StartInterruptedError
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not selector.select(remaining):
+            if remaining <= 0:
                 raise TimeoutError(f"not ready within {timeout:g} s")
+            if not selector.select(min(remaining, 0.5)):  # wake up now and then to notice a stop signal
+                continue
             chunk = os.read(stream.fileno(), 65536)
             if not chunk:
                 raise RuntimeError(f"exited before it was ready (status {process.wait()})")
@@ -95,6 +103,7 @@ class DemoStack:
     rack: subprocess.Popen[bytes] | None = None
     daemon: subprocess.Popen[bytes] | None = None
     rack_ready: dict[str, Any] = field(default_factory=dict)
+    stopping: threading.Event = field(default_factory=threading.Event)
 
     @property
     def config(self) -> Path:
@@ -120,7 +129,7 @@ class DemoStack:
             argv += ["--spec", str(self.spec)]
         self.rack = _start(argv, self.home / "rack.log", stdout=subprocess.PIPE)
         try:
-            self.rack_ready = _ready_line(self.rack, RACK_READY_TIMEOUT)
+            self.rack_ready = _ready_line(self.rack, RACK_READY_TIMEOUT, self.stopping)
         except (TimeoutError, RuntimeError, ValueError) as exc:
             raise RuntimeError(f"the virtual rack did not start ({exc}); see {self.home / 'rack.log'}") from exc
         self.daemon = _start(["--log-format", "json", "run", "-c", str(self.config)], self.home / "rackd.log")
@@ -250,8 +259,8 @@ def demo(args: argparse.Namespace) -> int:
     home: Path = getattr(args, "dir", None) or Path(tempfile.mkdtemp(prefix="rackd-demo-"))
     keep = getattr(args, "dir", None) is not None
     home.mkdir(parents=True, exist_ok=True)
-    stack = DemoStack(home.resolve(), spec=getattr(args, "spec", None))
     stop = _Stop()
+    stack = DemoStack(home.resolve(), spec=getattr(args, "spec", None), stopping=stop.event)
     stop.install()
     try:
         print("rackd demo: starting mosquitto, the virtual rack and the daemon …", file=sys.stderr, flush=True)
@@ -262,6 +271,8 @@ def demo(args: argparse.Namespace) -> int:
             return _headless(stack, stop)
         print(stack.how_to(), flush=True)  # stays in the terminal's scrollback under the view
         return _view(stack, stop)
+    except StartInterruptedError:
+        return 0
     except (FileNotFoundError, RuntimeError) as exc:
         print(f"rackd demo: {exc}", file=sys.stderr)
         return 1
