@@ -238,6 +238,7 @@ def _view(stack: DemoStack, stop: _Stop) -> int:
         rack=str(ready["rack"]),
         servers=[server["id"] for server in ready["servers"]],
         consoles={server["id"] for server in ready["servers"] if "console" in server},
+        pdus=[pdu["id"] for pdu in ready["pdus"]],
         broker_port=stack.broker.port,
         config=stack.config,
         rack_control=str(ready["control"]),

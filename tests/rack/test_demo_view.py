@@ -109,6 +109,11 @@ def test_view_shows_live_figures_and_quits_leaving_no_process(terminal: Terminal
     terminal.wait_for(lambda s: "fault: 1 BMC hang" in s, 10, "the fault menu")
     terminal.tmux("send-keys", "-t", "demo", "6")
     terminal.wait_for(lambda s: bool(re.search(r"gpu-01\s+critical console_pattern", s)), 30, "the Xid event")
+    # A PDU fault from the keyboard: rackd reports the silent PDU unreachable.
+    terminal.tmux("send-keys", "-t", "demo", "p")
+    terminal.wait_for(lambda s: "PDU fault: 1 pdu-a timeout" in s, 10, "the PDU fault menu")
+    terminal.tmux("send-keys", "-t", "demo", "2")
+    terminal.wait_for(lambda s: bool(re.search(r"pdu-b\s+warning\s+unreachable", s)), 30, "pdu-b unreachable")
     terminal.tmux("send-keys", "-t", "demo", "q")
     terminal.wait_for(lambda s: "demo exited: 0" in s, 60, "the demo's exit")
     deadline = time.monotonic() + 30

@@ -46,6 +46,7 @@ class ViewSetup:
     how_to: list[str]
     failed_child: Callable[[], str | None]
     consoles: set[str] = field(default_factory=set)
+    pdus: list[str] = field(default_factory=list)
 
 
 class RackView:
@@ -134,30 +135,52 @@ class RackView:
             )
         elif key == ord("f"):
             self._fault(screen)
+        elif key == ord("p"):
+            self._pdu_fault(screen)
         elif key == ord("a"):
             self._attach(screen)
 
     def _fault(self, screen: curses.window) -> None:
         node = self._node()
-        self.notice = f"{node} {FAULT_MENU}"
-        self._draw(screen)
-        screen.timeout(-1)
-        try:
-            choice = chr(screen.getch())
-        except ValueError:
-            choice = ""
-        finally:
-            screen.timeout(int(REFRESH_S * 1000))
+        choice = self._ask(screen, f"{node} {FAULT_MENU}")
         if choice not in FAULT_KEYS:
             self.notice = "fault: cancelled"
             return
         kind, value = FAULT_KEYS[choice]
+        self._inject(node, kind, value)
+
+    def _ask(self, screen: curses.window, prompt: str) -> str:
+        """One key in answer to `prompt` (shown in the notice line)."""
+        self.notice = prompt
+        self._draw(screen)
+        screen.timeout(-1)
         try:
-            reply = send(self.setup.rack_control, {"op": "fault", "target": node, "kind": kind, "value": value})
+            return chr(screen.getch())
+        except ValueError:
+            return ""
+        finally:
+            screen.timeout(int(REFRESH_S * 1000))
+
+    def _inject(self, target: str, kind: str, value: str | None) -> None:
+        try:
+            reply = send(self.setup.rack_control, {"op": "fault", "target": target, "kind": kind, "value": value})
         except (OSError, ValueError) as exc:
             self.notice = f"fault: cannot reach the rack: {exc}"
             return
-        self.notice = f"{node}: {reply.get('result') or reply.get('error')}"
+        self.notice = f"{target}: {reply.get('result') or reply.get('error')}"
+
+    def _pdu_fault(self, screen: curses.window) -> None:
+        pdus = self.setup.pdus[:9]
+        menu = "  ".join(f"{n} {pdu} timeout" for n, pdu in enumerate(pdus, 1))
+        choice = self._ask(screen, f"PDU fault: {menu}  0 clear all")
+        if choice == "0":
+            for pdu in pdus:
+                self._inject(pdu, "clear", None)
+            self.notice = "PDU faults cleared"
+        elif choice.isdigit() and 1 <= int(choice) <= len(pdus):
+            self._inject(pdus[int(choice) - 1], "timeout", None)
+        else:
+            self.notice = "PDU fault: cancelled"
 
     def _attach(self, screen: curses.window) -> None:
         node = self._node()
@@ -227,7 +250,7 @@ class RackView:
                         f"{event.get('message', '')}"), attr))
         out += [
             ("", 0),
-            (("  keys: up/down select   c power-cycle   e cycle with escalation   f inject fault   "
+            (("  keys: up/down select   c power-cycle   e cycle with escalation   f server fault   p PDU fault   "
              "a attach console   q quit"), curses.A_BOLD),
             (f"  {self.notice or ('' if self.picture.messages else 'waiting for the first figures …')}", yellow),
             ("", 0),
