@@ -24,11 +24,11 @@ SHUTDOWN_GRACE = 5.0
 
 
 class IpmiDriver:
-    """Server BMCs over IPMI 2.0: chassis power, SDR sensors, DCMI power, SEL and FRU."""
+    """Server BMCs over IPMI 2.0: chassis power, SDR sensors, DCMI power, SEL, FRU and SOL console."""
 
     name: ClassVar[str] = "ipmi"
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.POWER, Capability.SENSORS, Capability.EVENT_LOG, Capability.INVENTORY}
+        {Capability.POWER, Capability.SENSORS, Capability.EVENT_LOG, Capability.INVENTORY, Capability.CONSOLE}
     )
     options_model: ClassVar[type[DriverOptions]] = IpmiOptions
 

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import structlog
 from pyghmi.ipmi import events as ipmi_events
 
-from rackd.drivers.contract import SessionContext
+from rackd.drivers.contract import ConsoleStream, SessionContext
 from rackd.errors import DeviceProtocolError
 from rackd.model import (
     Inventory,
@@ -31,6 +31,7 @@ from rackd_ipmi.inventory import inventory_from
 from rackd_ipmi.link import BmcLink
 from rackd_ipmi.options import IpmiOptions
 from rackd_ipmi.sensors import psu_input_power, to_readings
+from rackd_ipmi.sol import SolStream
 from rackd_ipmi.translate import completion_error
 
 log = structlog.get_logger(__name__)
@@ -56,6 +57,7 @@ CONTROL_CODES: dict[PowerAction, int] = {
 }
 
 LoginFactory = Callable[[], BmcLink]
+SOL_ACTIVATION_TIMEOUT = 10.0
 
 
 class IpmiSession:
@@ -295,6 +297,17 @@ class IpmiSession:
 
         self._inventory = await self._with_link(read)
         return self._inventory
+
+    # --- ConsoleTransport ----------------------------------------------------------------------------
+
+    async def open_console(self) -> ConsoleStream:
+        """Serial-over-LAN to the server's serial console (a stale payload of another client is taken over)."""
+        stream = SolStream(self.options, self._executor)
+        password = self.options.password.reveal()
+        kg = self.options.kg.reveal() if self.options.kg is not None else None
+        async with self._login_gate:  # pyghmi logins must not overlap (the console may log in on its own)
+            await stream.start(password, kg, SOL_ACTIVATION_TIMEOUT)
+        return stream
 
     # --- DeviceSession -------------------------------------------------------------------------------
 

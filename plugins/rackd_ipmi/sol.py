@@ -1,0 +1,120 @@
+"""SOL console: a ConsoleStream over pyghmi's Console, pumped by one dedicated thread per open console."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from concurrent.futures import Executor
+from typing import Any
+
+import structlog
+from pyghmi.ipmi import console as ipmi_console
+
+from rackd.errors import DeviceProtocolError, DeviceTimeoutError
+from rackd_ipmi.options import IpmiOptions
+
+log = structlog.get_logger(__name__)
+
+PUMP_WAIT = 0.2  # seconds per pyghmi event-loop turn of the pump thread (it re-checks for close in between)
+
+
+class SolStream:
+    """Console output arrives through pyghmi's iohandler (in pyghmi threads) and is queued for `read()`."""
+
+    def __init__(self, options: IpmiOptions, executor: Executor) -> None:
+        """Not connected until `start()`."""
+        self.where = options.where
+        self._options = options
+        self._executor = executor
+        self._loop = asyncio.get_running_loop()
+        self._queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self._active = asyncio.Event()
+        self._failed: str | None = None
+        self._closed = threading.Event()
+        self._eof = False
+        self._console: Any = None
+        self._pump: threading.Thread | None = None
+
+    def _deliver(self, data: Any) -> None:
+        # Called from pyghmi threads: bytes, or {'error': …} / {'info': …}.
+        if isinstance(data, bytes | bytearray):
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, bytes(data))
+            self._loop.call_soon_threadsafe(self._active.set)
+        elif isinstance(data, dict) and "error" in data:
+            self._failed = str(data["error"])
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, b"")
+            self._loop.call_soon_threadsafe(self._active.set)
+
+    def _safe_deliver(self, data: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the event loop closed under a late callback
+            self._deliver(data)
+
+    def _open_blocking(self, password: str, kg: str | None) -> None:
+        self._console = ipmi_console.Console(
+            bmc=self._options.host, userid=self._options.username, password=password,
+            iohandler=self._safe_deliver, port=self._options.port, force=True, kg=kg,
+        )
+
+    def _run_pump(self) -> None:
+        # pyghmi needs some thread to keep turning its loop for console traffic (reference §1.1, SOL).
+        while not self._closed.is_set():
+            try:
+                ipmi_console.Console.wait_for_rsp(PUMP_WAIT)
+            except Exception as exc:  # noqa: BLE001 - the pump must survive one bad packet
+                log.debug("ipmi_sol_pump_error", bmc=self.where, error=repr(exc))
+            console = self._console
+            if console is not None and console.activated:
+                self._loop.call_soon_threadsafe(self._active.set)
+
+    async def start(self, password: str, kg: str | None, activation_timeout: float) -> None:
+        """Log in and activate the SOL payload (taking over a stale one); bounded by `timeout`."""
+        await asyncio.wrap_future(self._executor.submit(self._open_blocking, password, kg))
+        self._pump = threading.Thread(target=self._run_pump, name=f"rackd-sol-{self.where}", daemon=True)
+        self._pump.start()
+        try:
+            async with asyncio.timeout(activation_timeout):
+                await self._active.wait()
+        except TimeoutError:
+            await self.close()
+            raise DeviceTimeoutError(f"{self.where}: SOL payload not activated within {activation_timeout} s") from None
+        if self._failed is not None:
+            await self.close()
+            raise DeviceProtocolError(f"{self.where}: SOL activation failed ({self._failed})")
+
+    async def read(self) -> bytes:
+        """The next chunk of console output; b"" once the console ended."""
+        if self._eof:
+            return b""
+        chunk = await self._queue.get()
+        if not chunk:
+            self._eof = True
+        return chunk
+
+    async def write(self, data: bytes) -> None:
+        """Send bytes; pyghmi's send_data blocks until the BMC acknowledges, so it runs in a worker."""
+        console = self._console
+        if console is None or self._eof:
+            raise DeviceProtocolError(f"{self.where}: SOL console is closed")
+        await asyncio.wrap_future(self._executor.submit(console.send_data, bytes(data)))
+
+    async def send_break(self) -> None:
+        """A serial BREAK over SOL."""
+        console = self._console
+        if console is None or self._eof:
+            raise DeviceProtocolError(f"{self.where}: SOL console is closed")
+        await asyncio.wrap_future(self._executor.submit(console.send_break))
+
+    async def close(self) -> None:
+        """Deactivate the payload and stop the pump; never raises."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        console, self._console = self._console, None
+        if console is not None:
+            try:
+                await asyncio.wrap_future(self._executor.submit(console.close))
+            except Exception as exc:  # noqa: BLE001 - closing must not fail
+                log.debug("ipmi_sol_close_failed", bmc=self.where, error=repr(exc))
+        if not self._eof:
+            self._queue.put_nowait(b"")
