@@ -24,6 +24,7 @@ from rackd.logs import configure_logging
 
 SENSORS_PER_BMC = 25  # SDR records of `rackd sim bmc`: a host that printed fewer did not answer fully
 EXEC_PARALLEL = 8  # ipmitool processes in flight at once, as an exporter's worker pool would run them
+ERRORS: list[str] = []  # stderr of peer runs that exited non-zero (reported in the notes)
 
 
 def _endpoint(bmc: BmcProcess) -> tuple[str, int, str, str]:
@@ -76,12 +77,12 @@ async def rackd_cost(bmcs: list[BmcProcess], rounds: int, state: Path) -> dict[s
 async def _run(argv: list[str]) -> int:
     """Run a peer; returns how many sensor rows it printed (0 when it failed)."""
     process = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
-    out, _ = await process.communicate()
+    out, err = await process.communicate()
     if process.returncode != 0:
-        return 0
-    return sum(1 for line in out.splitlines() if line.count(b"|") >= 3 and not line.startswith(b"ID "))
+        ERRORS.append(err.decode(errors="replace").strip()[:300])
+    return sum(1 for line in out.splitlines() if line.count(b"|") >= 3 and b"| Name " not in line)
 
 
 async def ipmitool_cost(bmcs: list[BmcProcess], rounds: int) -> dict[str, float]:
@@ -94,7 +95,7 @@ async def ipmitool_cost(bmcs: list[BmcProcess], rounds: int) -> dict[str, float]
         host, port, user, password = _endpoint(bmc)
         argv = ["ipmitool", "-I", "lanplus", "-H", host, "-p", str(port), "-U", user, "-P", password, "sdr", "elist"]
         async with gate:
-            failures += await _run(argv) == 0
+            failures += await _run(argv) < SENSORS_PER_BMC
 
     with Meter(children_cpu) as span:
         for _ in range(rounds):
@@ -121,6 +122,7 @@ async def freeipmi_cost(bmcs: list[BmcProcess], rounds: int, cache: Path) -> dic
         "--sdr-cache-directory",
         str(cache),
     ]
+    cache.mkdir(mode=0o700, parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before measuring; FreeIPMI refuses a cache directory it must create
     if len({_endpoint(b)[3] for b in bmcs}) != 1:
         raise RuntimeError("ipmi-sensors takes one password for all hosts: start the fleet with --password")
     await _run(argv)
@@ -181,6 +183,7 @@ async def measure(sizes: list[int], rounds: int, workdir: Path) -> Table:
                     f"{size} BMCs: ipmitool runs failed {exec_peer['failed']}, ipmi-sensors runs short of "
                     f"some hosts {fanout['failed']} (their CPU is still counted)."
                 )
+    table.notes += [f"peer error (first of {len(ERRORS)}): {ERRORS[0]}"] if ERRORS else []
     table.notes += [
         (
             "rackd: the `ipmi` driver in this process (bounded executor, serialized logins, capped `_io_wait`); "

@@ -192,7 +192,8 @@ async def run_site(
             pdus = pdu_sim.start()["pdus"]
             consoles = console_sim.start()["consoles"] if n_consoles else []
             hung = max(1, round(n_bmcs * HANG_SHARE))
-            # The last `hung` BMCs hang; the first PROBES sit behind relays and take the commands.
+            probes = min(PROBES, n_bmcs - hung)
+            # The last `hung` BMCs hang; the first `probes` sit behind relays and take the commands.
             endpoints: list[tuple[str, int]] = []
             for i, bmc in enumerate(fleet):
                 ep = bmc.endpoint
@@ -201,7 +202,7 @@ async def run_site(
                     bmc.control("faults", hang=True)
                 else:
                     bmc.control("faults", drop_rate=DROP_RATE)
-                if i < PROBES:
+                if i < probes:
                     tap = UdpTap((ep.host, ep.port))
                     taps[f"gpu-{i:04d}"] = tap
                     endpoints.append(("127.0.0.1", await tap.start()))
@@ -241,7 +242,7 @@ async def run_site(
                 "first_all": first_all, "seen_before_window": len(seen & set(healthy)),
                 "cpu_cores": (cpu1 - cpu0) / (window1 - window0), "rss": rss, "window": window1 - window0,
                 "first_packet_ms": first_packet, "overhead_s": overhead, "command_failures": failures,
-                "console_log_files": console_logs,
+                "console_log_files": console_logs, "probes": probes,
                 "unavailable_logged": len(daemon.events("device_unavailable")),
             }  # fmt: skip
         finally:
@@ -299,10 +300,10 @@ def table_of(result: dict[str, Any], quick: bool) -> Table:
             f"publish no telemetry ({result['console_log_files']} console log files were written)."
         ),
         (
-            f"Commands: `power.cycle` over MQTT (QoS 1) to {PROBES} BMCs behind a timestamping UDP relay in the bench "
-            "process; latency = publish -> the first packet rackd sent to that BMC afterwards (the state read that "
-            f"starts the action). Overhead = publish -> `succeeded` result minus the device's own delays (off "
-            f"{SIM_OFF_DELAY} s + on {SIM_ON_DELAY} s) and cycle_off_time {CYCLE_OFF_TIME} s."
+            f"Commands: `power.cycle` over MQTT (QoS 1) to {result['probes']} BMCs behind a timestamping UDP relay in "
+            "the bench process; latency = publish -> the first packet rackd sent to that BMC afterwards (the state "
+            f"read that starts the action). Overhead = publish -> `succeeded` result minus the device's own delays "
+            f"(off {SIM_OFF_DELAY} s + on {SIM_ON_DELAY} s) and cycle_off_time {CYCLE_OFF_TIME} s."
         ),
         "rackd CPU and RSS from /proc of the daemon over the window, at the end. The daemon logs at info level.",
     ]
