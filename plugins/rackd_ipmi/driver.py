@@ -16,6 +16,7 @@ from rackd_ipmi.executor import TrackingExecutor
 from rackd_ipmi.link import BmcLink
 from rackd_ipmi.options import IpmiOptions
 from rackd_ipmi.session import IpmiSession
+from rackd_ipmi.sol import SolPump
 
 log = structlog.get_logger(__name__)
 
@@ -39,6 +40,7 @@ class IpmiDriver:
         self._login_gate: asyncio.Semaphore | None = None
         self._auth_failures: dict[tuple[str, int, str], tuple[float, str]] = {}
         self._closed = False
+        self._sol_pump = SolPump()  # one thread for every open SOL console of the process
 
     def _gate(self) -> asyncio.Semaphore:
         if self._login_gate is None:
@@ -66,7 +68,7 @@ class IpmiDriver:
                 self._auth_failures[key] = (time.monotonic(), fingerprint)
                 raise
 
-        session = IpmiSession(context, options, self._executor, self._gate(), login, self._discard)
+        session = IpmiSession(context, options, self._executor, self._gate(), login, self._discard, self._sol_pump)
         try:
             await session.open()
         except BaseException:

@@ -31,7 +31,7 @@ from rackd_ipmi.inventory import inventory_from
 from rackd_ipmi.link import BmcLink
 from rackd_ipmi.options import IpmiOptions
 from rackd_ipmi.sensors import psu_input_power, to_readings
-from rackd_ipmi.sol import SolStream
+from rackd_ipmi.sol import SolPump, SolStream
 from rackd_ipmi.translate import completion_error
 
 log = structlog.get_logger(__name__)
@@ -71,6 +71,7 @@ class IpmiSession:
         login_gate: asyncio.Semaphore,
         login: LoginFactory,
         discard: Callable[[BmcLink], None],
+        sol_pump: SolPump,
     ) -> None:
         """Wire the session to the driver's executor and login gate; `open()` logs in."""
         self.context = context
@@ -80,6 +81,7 @@ class IpmiSession:
         self._login_gate = login_gate
         self._login = login
         self._discard = discard
+        self._sol_pump = sol_pump
         self._link: BmcLink | None = None
         self._abandoned: Future[Any] | None = None  # a call that missed its deadline and still runs
         self._lock = asyncio.Lock()  # one call at a time per BMC
@@ -302,7 +304,7 @@ class IpmiSession:
 
     async def open_console(self) -> ConsoleStream:
         """Serial-over-LAN to the server's serial console (a stale payload of another client is taken over)."""
-        stream = SolStream(self.options, self._executor)
+        stream = SolStream(self.options, self._executor, self._sol_pump)
         password = self.options.password.reveal()
         kg = self.options.kg.reveal() if self.options.kg is not None else None
         async with self._login_gate:  # pyghmi logins must not overlap (the console may log in on its own)

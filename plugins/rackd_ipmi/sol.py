@@ -19,10 +19,47 @@ log = structlog.get_logger(__name__)
 PUMP_WAIT = 0.2  # seconds per pyghmi event-loop turn of the pump thread (it re-checks for close in between)
 
 
+class SolPump:
+    """One thread for every open console of the driver: pyghmi needs some thread to keep turning its loop."""
+
+    def __init__(self) -> None:
+        """Idle until the first console is added."""
+        self._lock = threading.Lock()
+        self._streams: set[SolStream] = set()
+        self._thread: threading.Thread | None = None
+
+    def add(self, stream: SolStream) -> None:
+        """Pump for this console too (starts the thread when it is the first)."""
+        with self._lock:
+            self._streams.add(stream)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="rackd-ipmi-sol", daemon=True)
+                self._thread.start()
+
+    def remove(self, stream: SolStream) -> None:
+        """Stop pumping for this console; the thread ends after the last one."""
+        with self._lock:
+            self._streams.discard(stream)
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                streams = list(self._streams)
+                if not streams:
+                    self._thread = None
+                    return
+            try:
+                ipmi_console.Console.wait_for_rsp(PUMP_WAIT)
+            except Exception as exc:  # noqa: BLE001 - the pump must survive one bad packet
+                log.debug("ipmi_sol_pump_error", error=repr(exc))
+            for stream in streams:
+                stream.poll_activation()
+
+
 class SolStream:
     """Console output arrives through pyghmi's iohandler (in pyghmi threads) and is queued for `read()`."""
 
-    def __init__(self, options: IpmiOptions, executor: Executor) -> None:
+    def __init__(self, options: IpmiOptions, executor: Executor, pump: SolPump) -> None:
         """Not connected until `start()`."""
         self.where = options.where
         self._options = options
@@ -34,7 +71,8 @@ class SolStream:
         self._closed = threading.Event()
         self._eof = False
         self._console: Any = None
-        self._pump: threading.Thread | None = None
+        self._pump = pump
+        self._active_seen = False
 
     def _deliver(self, data: Any) -> None:
         # Called from pyghmi threads: bytes, or {'error': …} / {'info': …}.
@@ -56,22 +94,18 @@ class SolStream:
             iohandler=self._safe_deliver, port=self._options.port, force=True, kg=kg,
         )
 
-    def _run_pump(self) -> None:
-        # pyghmi needs some thread to keep turning its loop for console traffic (reference §1.1, SOL).
-        while not self._closed.is_set():
-            try:
-                ipmi_console.Console.wait_for_rsp(PUMP_WAIT)
-            except Exception as exc:  # noqa: BLE001 - the pump must survive one bad packet
-                log.debug("ipmi_sol_pump_error", bmc=self.where, error=repr(exc))
-            console = self._console
-            if console is not None and console.activated:
+    def poll_activation(self) -> None:
+        """Called by the pump after each turn of pyghmi's loop: signal `start()` once the payload is active."""
+        console = self._console
+        if console is not None and console.activated and not self._active_seen:
+            self._active_seen = True
+            with contextlib.suppress(RuntimeError):
                 self._loop.call_soon_threadsafe(self._active.set)
 
     async def start(self, password: str, kg: str | None, activation_timeout: float) -> None:
         """Log in and activate the SOL payload (taking over a stale one); bounded by `timeout`."""
         await asyncio.wrap_future(self._executor.submit(self._open_blocking, password, kg))
-        self._pump = threading.Thread(target=self._run_pump, name=f"rackd-sol-{self.where}", daemon=True)
-        self._pump.start()
+        self._pump.add(self)
         try:
             async with asyncio.timeout(activation_timeout):
                 await self._active.wait()
@@ -110,6 +144,7 @@ class SolStream:
         if self._closed.is_set():
             return
         self._closed.set()
+        self._pump.remove(self)
         console, self._console = self._console, None
         if console is not None:
             try:
