@@ -243,7 +243,11 @@ async def run_site(
                 "cpu_cores": (cpu1 - cpu0) / (window1 - window0), "rss": rss, "window": window1 - window0,
                 "first_packet_ms": first_packet, "overhead_s": overhead, "command_failures": failures,
                 "console_log_files": console_logs, "probes": probes,
-                "unavailable_logged": len(daemon.events("device_unavailable")),
+                "unavailable": [
+                    f"{e.get('device')}: {e.get('error')}"
+                    for e in daemon.events("device_unavailable")
+                    if e.get("device") in set(healthy)
+                ],
             }  # fmt: skip
         finally:
             if telemetry is not None:
@@ -307,6 +311,11 @@ def table_of(result: dict[str, Any], quick: bool) -> Table:
         ),
         "rackd CPU and RSS from /proc of the daemon over the window, at the end. The daemon logs at info level.",
     ]
+    lost = result["unavailable"]
+    table.notes.append(
+        f"Healthy devices that went unavailable during the run: {len(lost)}"
+        + (f" (e.g. {'; '.join(lost[:3])})." if lost else ".")
+    )
     if quick:
         table.notes.append("Quick mode: a tiny site with a short interval; proves the harness, measures nothing.")
     return table
