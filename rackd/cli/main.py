@@ -15,6 +15,7 @@ from rackd.logs import configure_logging
 # Modules that add their own subcommands with `add_parser(subparsers)`.
 COMMAND_MODULES = (
     "rackd.cli.console_cmd",  # rackd console NODE …
+    "rackd.cli.demo",  # rackd demo [--headless] [--spec FILE] [--dir DIR]
     "rackd.cli.operator",  # rackd status / power / outlet / events / sensors
     "rackd_sim.cli",  # rackd sim KIND …
 )
@@ -52,10 +53,6 @@ def build_parser() -> argparse.ArgumentParser:
     poll.add_argument("--json", action="store_true", help="machine-readable output")
     poll.set_defaults(func=daemon_commands.poll)
 
-    demo = sub.add_parser("demo", help="run a broker and the daemon on the example rack, on this machine")
-    demo.add_argument("-c", "--config", type=Path, help="config to run instead of the example")
-    demo.set_defaults(func=_demo)
-
     drivers = sub.add_parser("drivers", help="list installed drivers and their capabilities")
     drivers.add_argument("--json", action="store_true")
     drivers.set_defaults(func=daemon_commands.drivers)
@@ -69,12 +66,6 @@ def build_parser() -> argparse.ArgumentParser:
             raise
         module.add_parser(sub)
     return parser
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from rackd.cli.demo import demo  # noqa: PLC0415 - pulls in the runtime only when asked
-
-    return demo(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
