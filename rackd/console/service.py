@@ -13,8 +13,9 @@ from rackd.config import Config, DeviceSpec
 from rackd.console.attach import ConsoleOperations
 from rackd.console.logfile import ConsoleLog
 from rackd.console.session import ConsoleSession
-from rackd.console.transports import open_stream
+from rackd.console.transports import SessionLender, open_stream
 from rackd.control.server import ControlServer
+from rackd.drivers.contract import DeviceSession
 from rackd.drivers.registry import DriverRegistry
 from rackd.runtime.backoff import Backoff
 from rackd.runtime.clock import Clock
@@ -38,6 +39,7 @@ class ConsoleService:
         self._clock = clock
         self._config = config
         self.sessions: dict[str, ConsoleSession] = {}
+        self.lend_session: SessionLender | None = None  # set by the daemon: ipmi-sol rides the poller's session
         self.operations = ConsoleOperations(self.sessions, config.settings.console)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._running = False
@@ -63,7 +65,7 @@ class ConsoleService:
             console_settings.rotate_keep,
         )
         state_dir = settings.daemon.state_dir / "console"
-        opener = functools.partial(open_stream, spec, spec.console, self._registry, state_dir)
+        opener = functools.partial(open_stream, spec, spec.console, self._registry, state_dir, self._lend_session)
         return ConsoleSession(
             spec,
             spec.console,
@@ -74,6 +76,9 @@ class ConsoleService:
             self._clock,
             settings.defaults.auth_backoff,
         )
+
+    async def _lend_session(self, node: str) -> DeviceSession | None:
+        return None if self.lend_session is None else await self.lend_session(node)
 
     def register_operations(self, control: ControlServer) -> None:
         """`console.attach` and `console.send`."""

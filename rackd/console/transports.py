@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from rackd.config import DeviceSpec
@@ -44,11 +45,23 @@ def is_unencrypted(console: ConsoleConfig) -> bool:
     return console.scheme in {"tcp", "telnet", "rfc2217"}
 
 
+# Lends the node's open BMC session (the poller's), so the console does not log in to the BMC once more;
+# None: no session to lend, the console opens its own.
+SessionLender = Callable[[str], Awaitable[DeviceSession | None]]
+
+
 async def open_stream(
-    spec: DeviceSpec, console: ConsoleConfig, registry: DriverRegistry, state_dir: Path
+    spec: DeviceSpec,
+    console: ConsoleConfig,
+    registry: DriverRegistry,
+    state_dir: Path,
+    lend_session: SessionLender | None = None,
 ) -> ConsoleStream:
     """Open the console of node `spec`; raises rackd.errors (UnsupportedError when it cannot exist)."""
     if console.scheme == "ipmi-sol":
+        borrowed = await lend_session(spec.id) if lend_session is not None and spec.driver is not None else None
+        if borrowed is not None:
+            return await _open_sol_on(borrowed, spec)
         return await _open_sol(spec, registry, state_dir)
     try:
         from rackd_console.urls import open_transport  # noqa: PLC0415 - a plugin, optional at import time
@@ -58,6 +71,15 @@ async def open_stream(
         console.url, password=console.password, client_key=console.client_key, known_hosts=console.known_hosts
     )
     return await transport.open_console()
+
+
+async def _open_sol_on(session: DeviceSession, spec: DeviceSpec) -> ConsoleStream:
+    """SOL from a borrowed session: the stream's close leaves the session to its owner."""
+    if not isinstance(session, ConsoleTransport):
+        raise UnsupportedError(
+            f"console ipmi-sol of {spec.id}: driver {spec.driver!r} does not offer a serial-over-LAN console"
+        )
+    return await session.open_console()
 
 
 async def _open_sol(spec: DeviceSpec, registry: DriverRegistry, state_dir: Path) -> ConsoleStream:

@@ -17,6 +17,7 @@ from rackd.config import Config, DeviceSpec, load_config
 from rackd.control.operations import EventFeed, FeedPublisher, Operations
 from rackd.control.peers import RoleMap
 from rackd.control.server import ControlServer
+from rackd.drivers.contract import DeviceSession
 from rackd.drivers.registry import DriverRegistry
 from rackd.errors import ConfigError, DriverNotFoundError
 from rackd.runtime.actions import ActionEngine
@@ -111,10 +112,20 @@ class Daemon:
             sessions = getattr(service, "sessions", None)
             if isinstance(sessions, dict):
                 self.engine.consoles = sessions  # console.send / console.break act on the live sessions
+            if hasattr(service, "lend_session"):
+                service.lend_session = self._lend_session
         self.notifier = Notifier()
         self._stop = asyncio.Event()
         self._reload = asyncio.Event()
         self._group: asyncio.TaskGroup | None = None
+
+    async def _lend_session(self, device: str) -> DeviceSession | None:
+        """The device's open driver session (ipmi-sol rides the poller's BMC session instead of a second login)."""
+        runner = self.runners.get(device)
+        if runner is None:
+            return None
+        async with runner.lock:
+            return (await runner.session()).session
 
     def _make_runner(self, spec: DeviceSpec) -> DeviceRunner | None:
         if spec.driver is None:
