@@ -1,6 +1,6 @@
 """One daemon at site scale: BMCs + PDUs + consoles on loopback simulators, polled at 30 s, under faults.
 
-    .venv/bin/python -m bench.site --bmcs 100 --pdus 200 --consoles 500 [--interval 30 --intervals 4] [--quick]
+    .venv/bin/python -m bench.site --bmcs 1000 --pdus 200 --consoles 500 [--interval 30 --intervals 4] [--quick]
 
 10 % of the BMCs hang and the rest drop 5 % of incoming packets. Measured: whether every healthy device's
 telemetry stays fresher than 1.5 x its interval, rackd's CPU and resident memory, time from start to the first
@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import shutil
+import signal
 import statistics
 import subprocess
 import tempfile
@@ -26,6 +28,7 @@ import aiomqtt
 
 from bench.daemon import Daemon, base_sections, render
 from bench.fleet import JsonLineProcess, bmc_fleet
+from bench.ipmi_sim import ipmi_sim_fleet
 from bench.report import Table, arguments
 from bench.udp_tap import UdpTap
 from rackd.testing.broker import Mosquitto
@@ -171,8 +174,9 @@ def freshness(
 
 
 async def run_site(
-    n_bmcs: int, n_pdus: int, n_consoles: int, interval: float, intervals: int, commands: int, workdir: Path
-) -> dict[str, Any]:
+    n_bmcs: int, n_pdus: int, n_consoles: int, interval: float, intervals: int, commands: int, workdir: Path,
+    impl: str = "ipmi_sim",
+) -> dict[str, Any]:  # fmt: skip
     """Start the simulators, the broker and the daemon; observe; command; stop everything by PID."""
     broker = Mosquitto(workdir=workdir / "broker")
     (workdir / "broker").mkdir()
@@ -184,30 +188,47 @@ async def run_site(
         ["sim", "console-server", "--count", str(n_consoles), "--boot-speed", "0"], workdir / "consoles.log"
     )
     taps: dict[str, UdpTap] = {}
+    relays: list[UdpTap] = []
+    stopped: list[int] = []  # ipmi_sim processes frozen with SIGSTOP: the hung BMCs
     daemon: Daemon | None = None
     telemetry: TelemetryLog | None = None
-    with bmc_fleet(n_bmcs, workdir, ("--username", "admin", "--password", PASSWORD)) as fleet:
+    n_pyghmi = n_bmcs if impl == "pyghmi" else min(PROBES, n_bmcs)
+    with (
+        bmc_fleet(n_pyghmi, workdir, ("--username", "admin", "--password", PASSWORD)) as fleet,
+        ipmi_sim_fleet(n_bmcs - n_pyghmi, workdir) as sims,
+    ):
         try:
             broker.start()
             pdus = pdu_sim.start()["pdus"]
             consoles = console_sim.start()["consoles"] if n_consoles else []
             hung = max(1, round(n_bmcs * HANG_SHARE))
-            probes = min(PROBES, n_bmcs - hung)
-            # The last `hung` BMCs hang; the first `probes` sit behind relays and take the commands.
+            probes = min(PROBES, n_bmcs - hung, n_pyghmi)
+            # The last `hung` BMCs hang; the first `probes` (pyghmi simulators) sit behind timestamping relays
+            # and take the commands. ipmi_sim has no fault injection: a relay drops its packets, SIGSTOP hangs it.
             endpoints: list[tuple[str, int]] = []
-            for i, bmc in enumerate(fleet):
-                ep = bmc.endpoint
-                assert ep is not None
-                if i >= n_bmcs - hung:
-                    bmc.control("faults", hang=True)
+            for i in range(n_bmcs):
+                is_hung = i >= n_bmcs - hung
+                if i < n_pyghmi:
+                    bmc = fleet[i]
+                    ep = bmc.endpoint
+                    assert ep is not None
+                    bmc.control("faults", **({"hang": True} if is_hung else {"drop_rate": DROP_RATE}))
+                    if i < probes:
+                        tap = UdpTap((ep.host, ep.port))
+                        taps[f"gpu-{i:04d}"] = tap
+                        endpoints.append(("127.0.0.1", await tap.start()))
+                    else:
+                        endpoints.append((ep.host, ep.port))
+                    continue
+                sim = sims[i - n_pyghmi]
+                if is_hung:
+                    sim.process.send_signal(signal.SIGSTOP)
+                    stopped.append(sim.process.pid)
+                    endpoints.append((sim.host, sim.port))
                 else:
-                    bmc.control("faults", drop_rate=DROP_RATE)
-                if i < probes:
-                    tap = UdpTap((ep.host, ep.port))
-                    taps[f"gpu-{i:04d}"] = tap
-                    endpoints.append(("127.0.0.1", await tap.start()))
-                else:
-                    endpoints.append((ep.host, ep.port))
+                    relay = UdpTap((sim.host, sim.port), drop_rate=DROP_RATE, record=False)
+                    relays.append(relay)
+                    endpoints.append(("127.0.0.1", await relay.start()))
             config = write_config(workdir, broker, endpoints, pdus, consoles, interval)
             healthy = [f"gpu-{i:04d}" for i in range(n_bmcs - hung)] + [p["name"] for p in pdus]
             telemetry = TelemetryLog(broker, workdir / "telemetry.txt")
@@ -242,7 +263,7 @@ async def run_site(
                 "first_all": first_all, "seen_before_window": len(seen & set(healthy)),
                 "cpu_cores": (cpu1 - cpu0) / (window1 - window0), "rss": rss, "window": window1 - window0,
                 "first_packet_ms": first_packet, "overhead_s": overhead, "command_failures": failures,
-                "console_log_files": console_logs, "probes": probes,
+                "console_log_files": console_logs, "probes": probes, "impl": impl, "n_pyghmi": n_pyghmi,
                 "unavailable": [
                     f"{e.get('device')}: {e.get('error')}"
                     for e in daemon.events("device_unavailable")
@@ -254,8 +275,10 @@ async def run_site(
                 telemetry.stop()
             if daemon is not None:
                 daemon.stop()
-            for tap in taps.values():
+            for tap in [*taps.values(), *relays]:
                 tap.close()
+            for pid in stopped:
+                os.kill(pid, signal.SIGCONT)  # a stopped process would not act on the SIGTERM that ends it
             console_sim.stop()
             pdu_sim.stop()
             broker.cleanup()
@@ -292,9 +315,12 @@ def table_of(result: dict[str, Any], quick: bool) -> Table:
     )
     table.notes += [
         (
-            f"BMCs: `rackd sim bmc` (pyghmi Bmc, one process each); the last {result['hung']} hang (answer nothing), "
-            f"the rest drop {DROP_RATE:.0%} of incoming packets. PDUs: one `rackd sim pdu --shared-port` process "
-            "(apc_rpdu2, 24 outlets, no packet loss: the PDU simulator has no drop fault). Consoles: one "
+            f"BMCs: {result['n_pyghmi']} `rackd sim bmc` (pyghmi Bmc, one process each, DCMI) and "
+            f"{result['bmcs'] - result['n_pyghmi']} OpenIPMI `ipmi_sim` (24 sensors, no DCMI). The last "
+            f"{result['hung']} hang (pyghmi: hang fault; ipmi_sim: SIGSTOP); the rest lose {DROP_RATE:.0%} of the "
+            "packets sent to them (pyghmi: drop fault; ipmi_sim: a dropping UDP relay in the bench process). "
+            "PDUs: one `rackd sim pdu --shared-port` process (apc_rpdu2, 24 outlets, no packet loss: the PDU "
+            "simulator has no drop fault). Consoles: one "
             "`rackd sim console-server` process, raw TCP, boot log then idle."
         ),
         (
@@ -324,7 +350,13 @@ def table_of(result: dict[str, Any], quick: bool) -> Table:
 def main() -> None:
     """Parse flags, run, write bench/results/site.{md,json}."""
     parser = arguments(__doc__ or "")
-    parser.add_argument("--bmcs", type=int, default=100)
+    parser.add_argument("--bmcs", type=int, default=1000)
+    parser.add_argument(
+        "--bmc-impl",
+        choices=("ipmi_sim", "pyghmi"),
+        default="ipmi_sim",
+        help="BMCs besides the 3 command targets (always pyghmi simulators)",
+    )
     parser.add_argument("--pdus", type=int, default=200)
     parser.add_argument("--consoles", type=int, default=500)
     parser.add_argument("--interval", type=float, default=30.0, help="poll interval of every device (s)")
@@ -332,11 +364,20 @@ def main() -> None:
     parser.add_argument("--commands", type=int, default=10, help="power.cycle rounds (each to every probe BMC)")
     args = parser.parse_args()
     if args.quick:
-        args.bmcs, args.pdus, args.consoles, args.interval, args.intervals, args.commands = 3, 2, 3, 2.0, 2, 1
+        args.bmcs, args.pdus, args.consoles, args.interval, args.intervals, args.commands = 5, 2, 3, 2.0, 2, 1
     workdir = Path(tempfile.mkdtemp(prefix="rackd-bench-site-"))
     try:
         result = asyncio.run(
-            run_site(args.bmcs, args.pdus, args.consoles, args.interval, args.intervals, args.commands, workdir)
+            run_site(
+                args.bmcs,
+                args.pdus,
+                args.consoles,
+                args.interval,
+                args.intervals,
+                args.commands,
+                workdir,
+                args.bmc_impl,
+            )
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -1,8 +1,9 @@
-"""A UDP relay in front of one simulated BMC that timestamps every packet rackd sends to it."""
+"""A UDP relay in front of one simulated BMC: timestamps what rackd sends it, and can drop a share of it."""
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from typing import Any
 
@@ -21,9 +22,11 @@ class _Back(asyncio.DatagramProtocol):
 class UdpTap(asyncio.DatagramProtocol):
     """Listens on a loopback port; forwards to `target`; `arrivals` holds the monotonic time of each request."""
 
-    def __init__(self, target: tuple[str, int]) -> None:
-        """Nothing bound until `start()`."""
+    def __init__(self, target: tuple[str, int], drop_rate: float = 0.0, record: bool = True) -> None:
+        """Nothing bound until `start()`; `drop_rate` of the requests are silently dropped (a lossy link)."""
         self.target = target
+        self.drop_rate = drop_rate
+        self.record = record
         self.arrivals: list[float] = []
         self.front: asyncio.DatagramTransport | None = None
         self._backs: dict[Any, asyncio.DatagramTransport] = {}
@@ -37,7 +40,10 @@ class UdpTap(asyncio.DatagramProtocol):
         return int(transport.get_extra_info("sockname")[1])
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
-        self.arrivals.append(time.monotonic())
+        if self.record:
+            self.arrivals.append(time.monotonic())
+        if self.drop_rate and random.random() < self.drop_rate:
+            return
         back = self._backs.get(addr)
         if back is not None:
             back.sendto(data)
