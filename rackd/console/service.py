@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Callable
 from pathlib import Path
 
 import structlog
@@ -40,6 +41,7 @@ class ConsoleService:
         self._config = config
         self.sessions: dict[str, ConsoleSession] = {}
         self.lend_session: SessionLender | None = None  # set by the daemon: ipmi-sol rides the poller's session
+        self.state_listener: Callable[[str, str], None] | None = None  # set by the daemon: (node, console state)
         self.operations = ConsoleOperations(self.sessions, config.settings.console)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._running = False
@@ -66,7 +68,7 @@ class ConsoleService:
         )
         state_dir = settings.daemon.state_dir / "console"
         opener = functools.partial(open_stream, spec, spec.console, self._registry, state_dir, self._lend_session)
-        return ConsoleSession(
+        session = ConsoleSession(
             spec,
             spec.console,
             console_settings,
@@ -76,6 +78,12 @@ class ConsoleService:
             self._clock,
             settings.defaults.auth_backoff,
         )
+        session.on_state = self._state_changed
+        return session
+
+    def _state_changed(self, node: str, state: str) -> None:
+        if self.state_listener is not None:
+            self.state_listener(node, state)
 
     async def _lend_session(self, node: str) -> DeviceSession | None:
         return None if self.lend_session is None else await self.lend_session(node)

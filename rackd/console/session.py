@@ -101,6 +101,7 @@ class ConsoleSession:
         self.writer: Attachment | None = None
         self.stream: ConsoleStream | None = None
         self.state = "starting"  # connected, disconnected, unreachable, unsupported, stopped
+        self.on_state: Callable[[str, str], None] | None = None  # the daemon mirrors it into the node's state
         self.connections = 0
         self.received_bytes = 0
         self.changed = asyncio.Condition()  # notified on every state change (tests and attach wait on it)
@@ -237,6 +238,8 @@ class ConsoleSession:
 
     async def _set_state(self, state: str) -> None:
         self.state = state
+        if self.on_state is not None:
+            self.on_state(self.spec.id, state)
         async with self.changed:
             self.changed.notify_all()
 

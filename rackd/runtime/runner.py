@@ -70,6 +70,7 @@ class DeviceRunner:
         self.figures: dict[str, float | None] = {}
         self.readings: list[Reading] = []
         self.last_on_power: float | None = None
+        self.extra_sources: dict[str, SourceState] = {}  # e.g. the node's console, kept by the console service
         self._sensor_health: dict[str, Health] = {}
         self._sensor_states: dict[str, tuple[str, ...]] = {}
         self.polls = 0
@@ -138,6 +139,11 @@ class DeviceRunner:
             )
         if state is not PowerState.UNKNOWN:
             self.power[target] = state
+
+    def set_extra_source(self, name: str, state: SourceState) -> None:
+        """Another part of the daemon reports a source of this device (the console): republish the state."""
+        self.extra_sources[name] = state
+        self._publish_state()
 
     def request_stop(self) -> None:
         """Finish the poll in progress (if any), then return from `run()`."""
@@ -325,7 +331,7 @@ class DeviceRunner:
         state = DeviceState(
             power=dict(self.power),
             health=self.health if self.available else Health.UNKNOWN,
-            sources={self.spec.role: self.source},
+            sources={self.spec.role: self.source, **self.extra_sources},
             figures=dict(self.figures),
             inventory=inventory,
         )

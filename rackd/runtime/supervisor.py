@@ -26,6 +26,7 @@ from rackd.runtime.cursors import CursorStore
 from rackd.runtime.intake import MqttIntake
 from rackd.runtime.rack_power import RackPowerModel
 from rackd.runtime.runner import DeviceRunner
+from rackd.runtime.state import Availability, SourceState
 from rackd.systemd import Notifier
 
 log = structlog.get_logger(__name__)
@@ -114,10 +115,23 @@ class Daemon:
                 self.engine.consoles = sessions  # console.send / console.break act on the live sessions
             if hasattr(service, "lend_session"):
                 service.lend_session = self._lend_session
+            if hasattr(service, "state_listener"):
+                service.state_listener = self._console_state
         self.notifier = Notifier()
         self._stop = asyncio.Event()
         self._reload = asyncio.Event()
         self._group: asyncio.TaskGroup | None = None
+
+    def _console_state(self, node: str, state: str) -> None:
+        """Mirror a console's connection state into its node's retained state (`sources.console`)."""
+        runner = self.runners.get(node)
+        if runner is None:
+            return
+        availability = _CONSOLE_AVAILABILITY.get(state, Availability.UNKNOWN)
+        previous = runner.extra_sources.get("console")
+        since = previous.since if previous is not None and previous.availability is availability else self.clock.now()
+        error = None if availability is Availability.UP else (None if state in {"starting", "stopped"} else state)
+        runner.set_extra_source("console", SourceState(availability, since, error, None))
 
     async def _lend_session(self, device: str) -> DeviceSession | None:
         """The device's open driver session (ipmi-sol rides the poller's BMC session instead of a second login)."""
@@ -329,6 +343,14 @@ class Daemon:
             if not bus_task.done():
                 self.notifier.notify("WATCHDOG=1")
             await self.clock.sleep(interval)
+
+
+_CONSOLE_AVAILABILITY = {
+    "connected": Availability.UP,
+    "disconnected": Availability.DOWN,
+    "unreachable": Availability.DOWN,
+    "unsupported": Availability.DOWN,
+}
 
 
 def _role_map(config: Config) -> RoleMap:

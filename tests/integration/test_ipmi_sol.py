@@ -1,5 +1,5 @@
 """A node whose console is `ipmi-sol`: the daemon's console service streams Serial-over-LAN from the BMC simulator
-through the IPMI driver, logs it, raises pattern events, and borrows the poller's BMC session instead of logging in again."""
+through the IPMI driver, logs it, raises pattern events, and borrows the poller's BMC session."""
 
 from __future__ import annotations
 
@@ -52,6 +52,14 @@ async def test_ipmi_sol_console_is_logged_and_matched(broker: Mosquitto, tmp_pat
             wait_until(lambda: bmc.status().get("open_sessions", 0) >= 1, "the daemon logged in")
             await watcher.wait_for(lambda m: m.topic.endswith("/telemetry"), within=60)
             wait_until(lambda: bool(bmc.control("console")["sol_active"]), "SOL activated by the console service")
+            # The node's retained state reports the console beside the BMC.
+            await watcher.wait_for(
+                lambda m: (
+                    m.topic.endswith("/state")
+                    and m.json()["sources"].get("console", {}).get("availability") == "up"
+                    and m.json()["sources"]["bmc"]["availability"] == "up"
+                )
+            )
             bmc.control("console", text="[ 12.3] NVRM: Xid (PCI:0000:3b:00): 79, GPU has fallen off the bus\r\n")
             (event,) = await watcher.wait_for(
                 lambda m: m.topic.endswith("/event") and m.json()["type"] == "console_pattern", within=30
