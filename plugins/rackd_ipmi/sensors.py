@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -51,29 +52,37 @@ def to_reading(sensor: Any, slug: str, observed_at: dt.datetime) -> Reading | No
     if getattr(sensor, "unavailable", 0):
         unavailable_kind = _UNIT_KINDS.get(units, SensorKind.STATUS)
         # Not scanned (e.g. host-side sensors while the host is off): no value, and no health to claim.
-        return Reading.of(slug, unavailable_kind, None, health=Health.UNKNOWN, observed_at=observed_at,
-                          states=("unavailable",))
+        return Reading.of(
+            slug, unavailable_kind, None, health=Health.UNKNOWN, observed_at=observed_at, states=("unavailable",)
+        )
     if sensor.value is None:
         return Reading.of(slug, SensorKind.STATUS, None, health=health, observed_at=observed_at, states=states)
     kind = _UNIT_KINDS.get(units)
     if kind is None:
         return None
     value = float(sensor.value)
+    if not math.isfinite(value):
+        # Garbage from the BMC (a conversion gone wrong): a number that is not one is "not available", never data.
+        return Reading.of(slug, kind, None, health=Health.UNKNOWN, observed_at=observed_at, states=("invalid",))
     if units == "°F":
         value = (value - 32.0) * 5.0 / 9.0
-    return Reading.of(slug, kind, round(value, VALUE_DIGITS), health=health, observed_at=observed_at,
-                      states=states)
+    return Reading.of(slug, kind, round(value, VALUE_DIGITS), health=health, observed_at=observed_at, states=states)
 
 
 def to_readings(sensors: Iterable[Any], observed_at: dt.datetime) -> list[Reading]:
     """Every reading, with slugs made unique in SDR order ('fan', 'fan_2', …)."""
     readings: list[Reading] = []
     seen: dict[str, int] = {}
+    used: set[str] = set()
     for sensor in sensors:
         base = slugify(str(sensor.name))
-        count = seen.get(base, 0) + 1
+        count = seen.get(base, 0)
+        slug = base
+        while slug in used:  # 'Fan', 'Fan' and a sensor really named 'Fan 2' must still get distinct ids
+            count += 1
+            slug = f"{base}_{count + 1}"
         seen[base] = count
-        slug = base if count == 1 else f"{base}_{count}"
+        used.add(slug)
         reading = to_reading(sensor, slug, observed_at)
         if reading is not None:
             readings.append(reading)
@@ -85,7 +94,6 @@ def psu_input_power(readings: Sequence[Reading]) -> float | None:
     values = [
         r.value
         for r in readings
-        if r.kind is SensorKind.POWER and r.value is not None and r.sensor.startswith("psu")
-        and "out" not in r.sensor
+        if r.kind is SensorKind.POWER and r.value is not None and r.sensor.startswith("psu") and "out" not in r.sensor
     ]
     return sum(values) if values else None
