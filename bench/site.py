@@ -175,7 +175,7 @@ def freshness(
 
 async def run_site(
     n_bmcs: int, n_pdus: int, n_consoles: int, interval: float, intervals: int, commands: int, workdir: Path,
-    impl: str = "ipmi_sim",
+    impl: str = "ipmi_sim", hang_share: float = HANG_SHARE, drop_rate: float = DROP_RATE,
 ) -> dict[str, Any]:  # fmt: skip
     """Start the simulators, the broker and the daemon; observe; command; stop everything by PID."""
     broker = Mosquitto(workdir=workdir / "broker")
@@ -201,7 +201,7 @@ async def run_site(
             broker.start()
             pdus = pdu_sim.start()["pdus"]
             consoles = console_sim.start()["consoles"] if n_consoles else []
-            hung = max(1, round(n_bmcs * HANG_SHARE))
+            hung = max(1, round(n_bmcs * hang_share)) if hang_share else 0
             probes = min(PROBES, n_bmcs - hung, n_pyghmi)
             # The last `hung` BMCs hang; the first `probes` (pyghmi simulators) sit behind timestamping relays
             # and take the commands. ipmi_sim has no fault injection: a relay drops its packets, SIGSTOP hangs it.
@@ -212,7 +212,7 @@ async def run_site(
                     bmc = fleet[i]
                     ep = bmc.endpoint
                     assert ep is not None
-                    bmc.control("faults", **({"hang": True} if is_hung else {"drop_rate": DROP_RATE}))
+                    bmc.control("faults", **({"hang": True} if is_hung else {"drop_rate": drop_rate}))
                     if i < probes:
                         tap = UdpTap((ep.host, ep.port))
                         taps[f"gpu-{i:04d}"] = tap
@@ -226,7 +226,7 @@ async def run_site(
                     stopped.append(sim.process.pid)
                     endpoints.append((sim.host, sim.port))
                 else:
-                    relay = UdpTap((sim.host, sim.port), drop_rate=DROP_RATE, record=False)
+                    relay = UdpTap((sim.host, sim.port), drop_rate=drop_rate, record=False)
                     relays.append(relay)
                     endpoints.append(("127.0.0.1", await relay.start()))
             config = write_config(workdir, broker, endpoints, pdus, consoles, interval)
@@ -264,6 +264,7 @@ async def run_site(
                 "cpu_cores": (cpu1 - cpu0) / (window1 - window0), "rss": rss, "window": window1 - window0,
                 "first_packet_ms": first_packet, "overhead_s": overhead, "command_failures": failures,
                 "console_log_files": console_logs, "probes": probes, "impl": impl, "n_pyghmi": n_pyghmi,
+                "drop_rate": drop_rate,
                 "unavailable": [
                     f"{e.get('device')}: {e.get('error')}"
                     for e in daemon.events("device_unavailable")
@@ -317,8 +318,8 @@ def table_of(result: dict[str, Any], quick: bool) -> Table:
         (
             f"BMCs: {result['n_pyghmi']} `rackd sim bmc` (pyghmi Bmc, one process each, DCMI) and "
             f"{result['bmcs'] - result['n_pyghmi']} OpenIPMI `ipmi_sim` (24 sensors, no DCMI). The last "
-            f"{result['hung']} hang (pyghmi: hang fault; ipmi_sim: SIGSTOP); the rest lose {DROP_RATE:.0%} of the "
-            "packets sent to them (pyghmi: drop fault; ipmi_sim: a dropping UDP relay in the bench process). "
+            f"{result['hung']} hang (pyghmi: hang fault; ipmi_sim: SIGSTOP); the rest lose {result['drop_rate']:.0%}"
+            " of the packets sent to them (pyghmi: drop fault; ipmi_sim: a dropping UDP relay in the bench process). "
             "PDUs: one `rackd sim pdu --shared-port` process (apc_rpdu2, 24 outlets, no packet loss: the PDU "
             "simulator has no drop fault). Consoles: one "
             "`rackd sim console-server` process, raw TCP, boot log then idle."
@@ -362,6 +363,9 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=30.0, help="poll interval of every device (s)")
     parser.add_argument("--intervals", type=int, default=4, help="observation window in intervals")
     parser.add_argument("--commands", type=int, default=10, help="power.cycle rounds (each to every probe BMC)")
+    parser.add_argument("--hang-share", type=float, default=HANG_SHARE, help="share of BMCs that hang")
+    parser.add_argument("--drop-rate", type=float, default=DROP_RATE, help="share of BMC packets dropped")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (daemon log) for inspection")
     args = parser.parse_args()
     if args.quick:
         args.bmcs, args.pdus, args.consoles, args.interval, args.intervals, args.commands = 5, 2, 3, 2.0, 2, 1
@@ -377,10 +381,15 @@ def main() -> None:
                 args.commands,
                 workdir,
                 args.bmc_impl,
+                args.hang_share,
+                args.drop_rate,
             )
         )
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        if args.keep:
+            print(f"work directory kept: {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
     table = table_of(result, args.quick)
     table.quick = args.quick
     table.write(args.out)
