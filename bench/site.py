@@ -287,9 +287,10 @@ async def run_site(
 
 def table_of(result: dict[str, Any], quick: bool) -> Table:
     """The site result as one row plus notes saying what was reduced and why."""
+    faults = result["hung"] or result["drop_rate"]
     table = Table(
-        "site",
-        "One daemon at site scale under the fault mix",
+        "site" if faults else "site_nofaults",
+        "One daemon at site scale " + ("under the fault mix" if faults else "without faults (control)"),
         [
             "BMCs (hung)", "PDUs", "consoles", "interval s", "healthy devices fresh < 1.5x interval",
             "worst telemetry gap s", "start to first telemetry of all s", "rackd CPU (cores)", "rackd RSS MiB",
