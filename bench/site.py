@@ -14,6 +14,7 @@ import asyncio
 import itertools
 import json
 import os
+import resource
 import shutil
 import signal
 import statistics
@@ -368,6 +369,9 @@ def main() -> None:
     parser.add_argument("--drop-rate", type=float, default=DROP_RATE, help="share of BMC packets dropped")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (daemon log) for inspection")
     args = parser.parse_args()
+    # A site run holds thousands of sockets here and in the children (relays, consoles): lift the soft limit.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
     if args.quick:
         args.bmcs, args.pdus, args.consoles, args.interval, args.intervals, args.commands = 5, 2, 3, 2.0, 2, 1
     workdir = Path(tempfile.mkdtemp(prefix="rackd-bench-site-"))
