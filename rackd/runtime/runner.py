@@ -266,7 +266,10 @@ class DeviceRunner:
     def _sensor_events(self, readings: Sequence[Reading]) -> None:
         for reading in readings:
             before = self._sensor_health.get(reading.sensor)
-            self._sensor_health[reading.sensor] = reading.health
+            if reading.health is not Health.UNKNOWN:
+                # Remember the last known health across unreadable spells, so ok → (off) → ok raises nothing
+                # and ok → (off) → critical raises one event.
+                self._sensor_health[reading.sensor] = reading.health
             if reading.kind is SensorKind.STATUS:
                 old_states = self._sensor_states.get(reading.sensor)
                 self._sensor_states[reading.sensor] = reading.states
@@ -282,7 +285,12 @@ class DeviceRunner:
                             "health": reading.health.value,
                         },
                     )
-            elif before is not None and before is not reading.health:
+            elif (
+                before is not None
+                and before is not reading.health
+                # A sensor that went unreadable (host off, not scanned) crossed no threshold: not an event.
+                and Health.UNKNOWN not in (before, reading.health)
+            ):
                 self._event(
                     EventType.THRESHOLD_CROSSED,
                     _HEALTH_SEVERITY[reading.health],

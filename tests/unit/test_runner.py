@@ -289,3 +289,15 @@ async def test_threshold_crossing_raises_one_event(harness: Harness) -> None:
 def test_spec_is_hashable_for_reload(harness: Harness) -> None:
     spec: DeviceSpec = harness.config.device("gpu-01")
     assert spec == harness.config.device("gpu-01")
+
+
+async def test_an_unreadable_sensor_is_not_a_threshold_crossing(harness: Harness) -> None:
+    harness.start("gpu-02")
+    await harness.clock.advance(11)
+    device = WORLD.devices["b"]
+    for health in (Health.UNKNOWN, Health.OK, Health.UNKNOWN, Health.CRITICAL):
+        device.readings = [FakeReadingSpec(sensor="gpu1_temp", kind=SensorKind.TEMPERATURE, value=None, health=health)]
+        await harness.clock.advance(10)
+    (crossed,) = harness.bus.events_of(EventType.THRESHOLD_CROSSED)  # only ok → critical, across the gap
+    assert (crossed.data["from"], crossed.data["to"]) == ("ok", "critical")
+    await harness.stop()
