@@ -117,7 +117,7 @@ def write_config(
 
 
 async def power_cycles(
-    broker: Mosquitto, taps: dict[str, UdpTap], rounds: int, interval: float
+    broker: Mosquitto, taps: dict[str, UdpTap], rounds: int, interval: float, until: float
 ) -> tuple[list[float], list[float], int]:
     """`power.cycle` to each probe node over MQTT; (ms to first BMC packet, s beyond device delays, failures)."""
     first_packet: list[float] = []
@@ -127,11 +127,13 @@ async def power_cycles(
         await client.subscribe("rackd/v1/bench/+/+/cmd/result", qos=1)
         for round_no in range(rounds):
             for device, tap in taps.items():
+                if time.monotonic() >= until:
+                    return first_packet, overhead, failures  # the window is over: no command may outlast it
                 command_id = f"bench-{uuid.uuid4().hex[:12]}"
                 request = {"v": 1, "id": command_id, "action": "power.cycle", "reason": "benchmark"}
                 sent = time.monotonic()
                 await client.publish(f"rackd/v1/bench/r00/{device}/cmd", json.dumps(request), qos=1)
-                status = await _final_status(client, command_id, 30.0)
+                status = await _final_status(client, command_id, max(1.0, min(30.0, until - time.monotonic())))
                 done = time.monotonic()
                 first = tap.first_after(sent)
                 if status != "succeeded" or first is None:
@@ -248,7 +250,8 @@ async def run_site(
                 if set(healthy) <= seen:
                     first_all = time.time() - started_unix
             cpu0, window0 = daemon.cpu(), time.time()
-            cycle_task = asyncio.create_task(power_cycles(broker, taps, commands, interval))
+            until = time.monotonic() + interval * intervals
+            cycle_task = asyncio.create_task(power_cycles(broker, taps, commands, interval, until))
             await asyncio.sleep(interval * intervals)
             first_packet, overhead, failures = await cycle_task
             window1 = time.time()
