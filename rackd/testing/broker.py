@@ -10,7 +10,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,6 +72,20 @@ class Mosquitto:
             # interrupted test run would then leave an orphaned broker behind.
             lines.append("user root")
         return "\n".join(lines) + "\n" + self.extra_config
+
+    def require_passwords(self, users: Mapping[str, str]) -> Path:
+        """Turn off anonymous access and accept these users (a mosquitto_passwd file); call before start()."""
+        passwd = self.workdir / "passwd"
+        for index, (user, password) in enumerate(users.items()):
+            subprocess.run(  # noqa: S603 - fixed argv
+                ["mosquitto_passwd", "-b", *(["-c"] if index == 0 else []), str(passwd), user, password],  # noqa: S607 - Debian's mosquitto tool on PATH
+                check=True,
+                capture_output=True,
+            )
+        passwd.chmod(0o644)
+        self.anonymous = False
+        self.extra_config += f"password_file {passwd}\n"
+        return passwd
 
     def start(self, timeout: float = 10.0) -> None:
         """Start mosquitto and wait until it accepts connections."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import textwrap
 import threading
 from collections.abc import Iterator
@@ -27,19 +26,12 @@ USERS = {"rackd": "daemon-pw", "viewer": "viewer-pw", "operator-r12": "op-pw", "
 
 @pytest.fixture
 def secured_broker() -> Iterator[Mosquitto]:
-    broker = Mosquitto(anonymous=False)
-    passwd = broker.workdir / "passwd"
-    for index, (user, password) in enumerate(USERS.items()):
-        subprocess.run(
-            ["mosquitto_passwd", "-b", *(["-c"] if index == 0 else []), str(passwd), user, password],
-            check=True,
-            capture_output=True,
-        )
+    broker = Mosquitto()
+    broker.require_passwords(USERS)
     acl = broker.workdir / "rackd.acl"
     shutil.copy(EXAMPLES / "rackd.acl", acl)  # the shipped file, as an operator would install it
-    for path in (passwd, acl):
-        path.chmod(0o644)
-    broker.extra_config = f"password_file {passwd}\nacl_file {acl}\n"
+    acl.chmod(0o644)
+    broker.extra_config += f"acl_file {acl}\n"
     broker.start()
     yield broker
     broker.cleanup()

@@ -86,11 +86,8 @@ SECRETS = {"bmc": "bmc-Secret-9f3a1c", "mqtt": "mqtt-Secret-7d2e4b", "sign": "si
 
 
 async def test_secrets_never_appear_in_any_output(tmp_path: Path) -> None:
-    broker = Mosquitto(anonymous=False)
-    passwd = broker.workdir / "passwd"
-    subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwd), "rackd", SECRETS["mqtt"]], check=True)
-    passwd.chmod(0o644)
-    broker.extra_config = f"password_file {passwd}\n"
+    broker = Mosquitto()
+    broker.require_passwords({"rackd": SECRETS["mqtt"]})
     broker.start()
     (tmp_path / "mqtt.pw").write_text(SECRETS["mqtt"] + "\n")
     (tmp_path / "alice.key").write_text(SECRETS["sign"] + "\n")
@@ -174,15 +171,13 @@ async def test_secrets_never_appear_in_any_output(tmp_path: Path) -> None:
 
 
 async def test_broker_auth_failure_is_clear_backs_off_and_does_not_crash(tmp_path: Path) -> None:
-    broker = Mosquitto(anonymous=False)
-    passwd = broker.workdir / "passwd"
-    subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwd), "rackd", "right"], check=True)
-    passwd.chmod(0o644)
-    broker.extra_config = f"password_file {passwd}\n"
+    broker = Mosquitto()
+    broker.require_passwords({"rackd": "right"})
     broker.start()
     (tmp_path / "mqtt.pw").write_text("wrong\n")
     config = tmp_path / "rackd.toml"
-    config.write_text(textwrap.dedent(f"""
+    config.write_text(
+        textwrap.dedent(f"""
         [site]
         name = "lab"
         [daemon]
@@ -192,7 +187,8 @@ async def test_broker_auth_failure_is_clear_backs_off_and_does_not_crash(tmp_pat
         url = "mqtt://127.0.0.1:{broker.port}"
         username = "rackd"
         password = {{ file = "{tmp_path}/mqtt.pw" }}
-    """))
+    """)
+    )
     daemon = DaemonProcess(config, tmp_path / "daemon.log")
     daemon.start()
     try:
