@@ -55,6 +55,21 @@ def clean_line(raw: bytes) -> str:
     return text.replace("\x00", "") if "\x00" in text else text
 
 
+_BACKREFERENCE = re.compile(r"\\[1-9]|\(\?P=")
+
+
+def _any_of(regexes: list[re.Pattern[str]]) -> re.Pattern[str] | None:
+    """One regex matching wherever any of `regexes` matches; None if they cannot be combined (inline flags)."""
+    if not regexes:
+        return None
+    if any(_BACKREFERENCE.search(rx.pattern) for rx in regexes):
+        return None  # group numbers shift once combined: a backreference would point at another pattern's group
+    try:
+        return re.compile("|".join(f"(?:{rx.pattern})" for rx in regexes))
+    except re.error:
+        return None
+
+
 class PatternDetector:
     """Feeds on console bytes; yields matches, at most one per pattern per `interval` seconds."""
 
@@ -62,6 +77,7 @@ class PatternDetector:
         """Compile the patterns."""
         self._patterns = [(p, re.compile(p.regex)) for p in patterns]
         self._partial_patterns = [(p, rx) for p, rx in self._patterns if p.partial]
+        self._any = _any_of([rx for _, rx in self._patterns])
         self._context: deque[str] = deque(maxlen=context_lines)
         self._interval = interval
         self._clock = clock
@@ -78,9 +94,11 @@ class PatternDetector:
             self._extend(piece)
             line = clean_line(bytes(self._line))
             self._line.clear()
-            for pattern, regex in self._patterns:
-                if pattern.name not in self._fired_on_partial and regex.search(line):
-                    self._fire(pattern, line, matches)
+            # Most console lines match nothing: one combined search first, each pattern only on a hit.
+            if self._any is None or self._any.search(line):
+                for pattern, regex in self._patterns:
+                    if pattern.name not in self._fired_on_partial and regex.search(line):
+                        self._fire(pattern, line, matches)
             self._fired_on_partial.clear()
             if line.strip():
                 self._context.append(line)
