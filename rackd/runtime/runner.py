@@ -128,7 +128,7 @@ class DeviceRunner:
         return result
 
     def observed_power(self, target: str, state: PowerState) -> None:
-        """Record a power state seen outside a poll (during an action); raises power_changed like a poll would."""
+        """Record an observed power state (a poll's, or an action's); raises power_changed on a change."""
         previous = self.power.get(target)
         if previous is not None and previous is not state and state is not PowerState.UNKNOWN:
             self._event(
@@ -239,15 +239,8 @@ class DeviceRunner:
     def _process(self, result: DeviceRead) -> None:
         now = self._clock.now()
         for target, state in result.power.items():
-            previous = self.power.get(target)
-            if previous is not None and previous is not state and state is not PowerState.UNKNOWN:
-                self._event(
-                    EventType.POWER_CHANGED,
-                    Severity.INFO,
-                    f"{self.spec.id} {target} power {previous} -> {state}",
-                    {"target": target, "from": previous.value, "to": state.value},
-                )
-        self.power.update(result.power)
+            self.observed_power(target, state)
+        self.power.update(result.power)  # a poll also records "unknown", which an action's reading does not
         self._sensor_events(result.readings)
         if result.log is not None:
             self._log_events(result.log)
