@@ -61,11 +61,12 @@ def to_reading(sensor: Any, slug: str, observed_at: dt.datetime) -> Reading | No
     if kind is None:
         return None
     value = float(sensor.value)
-    if not math.isfinite(value):
-        # Garbage from the BMC (a conversion gone wrong): a number that is not one is "not available", never data.
-        return Reading.of(slug, kind, None, health=Health.UNKNOWN, observed_at=observed_at, states=("invalid",))
     if units == "°F":
         value = (value - 32.0) * 5.0 / 9.0
+    if not math.isfinite(value):
+        # Garbage from the BMC (a conversion gone wrong, or one that overflows once converted to canonical units):
+        # a number that is not one is "not available", never data.
+        return Reading.of(slug, kind, None, health=Health.UNKNOWN, observed_at=observed_at, states=("invalid",))
     return Reading.of(slug, kind, round(value, VALUE_DIGITS), health=health, observed_at=observed_at, states=states)
 
 
