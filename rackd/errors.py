@@ -52,6 +52,13 @@ class DeviceTimeoutError(DeviceError):
     """The device did not answer within the deadline; the session is discarded, never reused."""
 
 
+class DriverBusyError(DeviceError):
+    """The driver had no capacity to start the call in time (its threads were busy with other devices).
+
+    The device was not asked, so this says nothing about it: a poll is skipped, a command fails saying why.
+    """
+
+
 class DeviceProtocolError(DeviceError):
     """The device answered with something that cannot be understood (garbage, wrong type, bad length)."""
 

@@ -12,15 +12,20 @@ import structlog
 from rackd.drivers.contract import Capability, DriverOptions, SessionContext
 from rackd.errors import AuthError, UnsupportedError
 from rackd_ipmi import pyghmi_patches
-from rackd_ipmi.executor import TrackingExecutor
+from rackd_ipmi.executor import WorkerPool
 from rackd_ipmi.link import BmcLink
+from rackd_ipmi.logins import LoginGate
 from rackd_ipmi.options import IpmiOptions
 from rackd_ipmi.session import IpmiSession
 from rackd_ipmi.sol import SolPump
 
 log = structlog.get_logger(__name__)
 
-DEFAULT_WORKERS = 12
+# Threads mostly wait on the network (and on the per-request pacing), so the pool can be wider than the cores;
+# the bench's site run (docs/benchmarks.md) sized it. Logins may take a quarter of it: a login to a BMC that does
+# not answer holds its thread ~5 s, and hung BMCs retrying must not starve the polls of the healthy ones.
+DEFAULT_WORKERS = 32
+LOGIN_SHARE = 4
 SHUTDOWN_GRACE = 5.0
 
 
@@ -36,16 +41,11 @@ class IpmiDriver:
     def __init__(self, workers: int = DEFAULT_WORKERS) -> None:
         """One bounded pool for every BMC: a call that misses its deadline keeps its worker until pyghmi gives up."""
         pyghmi_patches.apply()
-        self._executor = TrackingExecutor(max_workers=workers, thread_name_prefix="rackd-ipmi")
-        self._login_gate: asyncio.Semaphore | None = None
+        self._executor = WorkerPool(max_workers=workers, thread_name_prefix="rackd-ipmi")
+        self._logins = LoginGate(max(1, workers // LOGIN_SHARE))
         self._auth_failures: dict[tuple[str, int, str], tuple[float, str]] = {}
         self._closed = False
         self._sol_pump = SolPump()  # one thread for every open SOL console of the process
-
-    def _gate(self) -> asyncio.Semaphore:
-        if self._login_gate is None:
-            self._login_gate = asyncio.Semaphore(1)
-        return self._login_gate
 
     async def open(self, context: SessionContext, options: Any) -> IpmiSession:
         """Log in to one BMC; AuthError is remembered so a refused password is not retried for a while."""
@@ -68,7 +68,7 @@ class IpmiDriver:
                 self._auth_failures[key] = (time.monotonic(), fingerprint)
                 raise
 
-        session = IpmiSession(context, options, self._executor, self._gate(), login, self._discard, self._sol_pump)
+        session = IpmiSession(context, options, self._executor, self._logins, login, self._discard, self._sol_pump)
         try:
             await session.open()
         except BaseException:

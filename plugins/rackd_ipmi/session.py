@@ -7,7 +7,7 @@ import contextlib
 import struct
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, Future
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,8 +27,10 @@ from rackd.model import (
     utc_now,
 )
 from rackd_ipmi.eventlog import SelReader
+from rackd_ipmi.executor import WorkerPool
 from rackd_ipmi.inventory import inventory_from
 from rackd_ipmi.link import BmcLink
+from rackd_ipmi.logins import LoginGate
 from rackd_ipmi.options import IpmiOptions
 from rackd_ipmi.sensors import psu_input_power, to_readings
 from rackd_ipmi.sol import SolPump, SolStream
@@ -67,18 +69,19 @@ class IpmiSession:
         self,
         context: SessionContext,
         options: IpmiOptions,
-        executor: Executor,
-        login_gate: asyncio.Semaphore,
+        pool: WorkerPool,
+        logins: LoginGate,
         login: LoginFactory,
         discard: Callable[[BmcLink], None],
         sol_pump: SolPump,
     ) -> None:
-        """Wire the session to the driver's executor and login gate; `open()` logs in."""
+        """Wire the session to the driver's thread pool and login gate; `open()` logs in."""
         self.context = context
         self.options = options
         self.where = options.where
-        self._executor = executor
-        self._login_gate = login_gate
+        self._pool = pool
+        self._logins = logins
+        self._bmc_key = (options.host, options.port, options.username)
         self._login = login
         self._discard = discard
         self._sol_pump = sol_pump
@@ -94,17 +97,25 @@ class IpmiSession:
     # --- plumbing ------------------------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Log in (serialized across all BMCs of the process)."""
+        """Log in (a bounded number of logins run at once; one at a time per BMC)."""
         async with self._lock:
             await self._ensure_link()
 
     async def _run(self, func: Callable[[], T]) -> T:
-        """Run blocking work in the executor; if our caller gives up (deadline), the session is poisoned."""
+        """Run blocking work on a pool thread; if our caller gives up (deadline), the session is poisoned."""
+        return await self._result(await self._start(func))
+
+    async def _start(self, func: Callable[[], T]) -> Future[T]:
+        """Hand blocking work to the pool once this BMC's abandoned call (if any) has let go of its thread."""
         await self._wait_abandoned()
-        future = self._executor.submit(func)
+        return await self._pool.start(func)
+
+    async def _result(self, future: Future[T]) -> T:
         try:
             return await asyncio.wrap_future(future)
         except asyncio.CancelledError:
+            if future.cancel():
+                raise  # no thread ever ran it: nothing reached the BMC, the session is as good as before
             # The worker keeps running until pyghmi gives up; until then this BMC gets no other worker, so a
             # hung BMC holds at most one thread of the shared pool.
             self._abandoned = future
@@ -162,8 +173,15 @@ class IpmiSession:
             self._poison("poisoned" if link.poisoned else "idle")
             link = None
         if link is None:
-            async with self._login_gate:  # concurrent pyghmi logins stall for ~25 s (reference §1.3)
-                link = await self._run(self._login)
+            release = await self._logins.acquire(self._bmc_key)
+            try:
+                future = await self._start(self._login)
+            except BaseException:
+                release()
+                raise
+            # A login to a silent BMC keeps its thread ~5 s after our deadline: it keeps its login place as long.
+            self._logins.release_when_done(future, release)
+            link = await self._result(future)
             self._link = link
             self._log.debug("ipmi_session_opened", suite=link.suite)
         return link
@@ -304,11 +322,14 @@ class IpmiSession:
 
     async def open_console(self) -> ConsoleStream:
         """Serial-over-LAN to the server's serial console (a stale payload of another client is taken over)."""
-        stream = SolStream(self.options, self._executor, self._sol_pump)
+        stream = SolStream(self.options, self._pool, self._sol_pump)
         password = self.options.password.reveal()
         kg = self.options.kg.reveal() if self.options.kg is not None else None
-        async with self._login_gate:  # pyghmi logins must not overlap (the console may log in on its own)
+        release = await self._logins.acquire(self._bmc_key)  # the console logs in on its own
+        try:
             await stream.start(password, kg, SOL_ACTIVATION_TIMEOUT)
+        finally:
+            release()
         return stream
 
     # --- DeviceSession -------------------------------------------------------------------------------

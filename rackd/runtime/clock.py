@@ -8,6 +8,13 @@ from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 
+class Deadline(Protocol):
+    """A running deadline that can be moved (`asyncio.Timeout` is one)."""
+
+    def reschedule(self, when: float | None) -> None:
+        """Expire at `when` on the clock's monotonic scale instead (None: never)."""
+
+
 class Clock(Protocol):
     """Everything the runtime does with time goes through a Clock, so tests can fast-forward it."""
 
@@ -20,7 +27,7 @@ class Clock(Protocol):
     async def sleep(self, seconds: float) -> None:
         """Wait `seconds`."""
 
-    def timeout(self, seconds: float) -> AbstractAsyncContextManager[object]:
+    def timeout(self, seconds: float) -> AbstractAsyncContextManager[Deadline]:
         """A deadline for the block: raises TimeoutError when it expires (like `asyncio.timeout`)."""
 
 
@@ -39,6 +46,6 @@ class SystemClock:
         """asyncio.sleep."""
         await asyncio.sleep(max(0.0, seconds))
 
-    def timeout(self, seconds: float) -> AbstractAsyncContextManager[object]:
+    def timeout(self, seconds: float) -> AbstractAsyncContextManager[Deadline]:
         """asyncio.timeout."""
         return asyncio.timeout(seconds)

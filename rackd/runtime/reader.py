@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from rackd.drivers.contract import DeviceSession, EventLogSource, InventorySource, PowerControl, SensorSource
-from rackd.errors import DeviceTimeoutError, UnsupportedError
+from rackd.drivers.deadline import CallDeadline, bound
+from rackd.errors import DeviceTimeoutError, DriverBusyError, UnsupportedError
 from rackd.model import Inventory, LogBatch, PowerState, PowerTarget, Reading
 from rackd.runtime.clock import Clock
 
@@ -26,12 +27,32 @@ class DeviceRead:
     unsupported: list[str] = field(default_factory=list)
 
 
-async def call_with_deadline(clock: Clock, seconds: float, what: str, call: Callable[[], Awaitable[T]]) -> T:
-    """Await a driver call under a deadline; an expired deadline becomes DeviceTimeoutError."""
+async def call_with_deadline(
+    clock: Clock,
+    seconds: float,
+    what: str,
+    call: Callable[[], Awaitable[T]],
+    *,
+    queue_limit: float | None = None,
+    urgent: bool = False,
+) -> T:
+    """Await a driver call under a deadline; an expired deadline becomes DeviceTimeoutError.
+
+    Time the driver spends queueing the call on its own capacity does not count against `seconds` (see
+    CallDeadline); a queue longer than `queue_limit` (default: `seconds`) becomes DriverBusyError.
+    """
+    limit = seconds if queue_limit is None else queue_limit
+    deadline: CallDeadline | None = None
     try:
-        async with clock.timeout(seconds):
-            return await call()
+        async with clock.timeout(seconds) as timeout:
+            deadline = CallDeadline(seconds, limit, urgent=urgent, now=clock.monotonic, reschedule=timeout.reschedule)
+            with bound(deadline):
+                return await call()
     except TimeoutError:
+        if deadline is not None and deadline.paused:
+            raise DriverBusyError(
+                f"{what}: not started within {limit:g} s: the driver's workers were busy with other devices"
+            ) from None
         raise DeviceTimeoutError(f"{what}: no answer within {seconds:g} s") from None
 
 
@@ -42,6 +63,7 @@ class DeviceReader:
     session: DeviceSession
     clock: Clock
     call_timeout: float
+    queue_limit: float | None = None  # how long a call may wait for the driver's capacity (see CallDeadline)
     targets: list[PowerTarget] | None = None
     inventory: Inventory | None = None
     inventory_tried: bool = False
@@ -74,4 +96,4 @@ class DeviceReader:
         return result
 
     async def _call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
-        return await call_with_deadline(self.clock, self.call_timeout, what, call)
+        return await call_with_deadline(self.clock, self.call_timeout, what, call, queue_limit=self.queue_limit)

@@ -13,7 +13,14 @@ import structlog
 from rackd.bus.publisher import Publisher
 from rackd.config import DefaultsConfig, DeviceSpec
 from rackd.drivers.contract import DeviceSession, Driver, PowerControl, SessionContext
-from rackd.errors import AuthError, DeviceError, DeviceProtocolError, DeviceRefusedError, UnsupportedError
+from rackd.errors import (
+    AuthError,
+    DeviceError,
+    DeviceProtocolError,
+    DeviceRefusedError,
+    DriverBusyError,
+    UnsupportedError,
+)
 from rackd.model import Event, EventType, Health, LogBatch, PowerAction, PowerState, Reading, SensorKind, Severity
 from rackd.runtime.backoff import Backoff, phase_offset
 from rackd.runtime.clock import Clock
@@ -30,7 +37,7 @@ _HEALTH_SEVERITY = {
     Health.CRITICAL: Severity.CRITICAL,
 }
 # Errors after which the session is still trusted; everything else discards it (never reuse a dubious session).
-_SESSION_SURVIVES = (UnsupportedError, DeviceRefusedError)
+_SESSION_SURVIVES = (UnsupportedError, DeviceRefusedError, DriverBusyError)
 
 
 class DeviceRunner:
@@ -76,6 +83,8 @@ class DeviceRunner:
         self.polls = 0
         self.failures = 0
         self.skipped_ticks = 0
+        self.busy_skips = 0  # polls skipped because the driver had no capacity (the device was not asked)
+        self._busy_streak = 0
         self.open_attempts = 0
 
     @property
@@ -107,19 +116,19 @@ class DeviceRunner:
     async def power_targets(self) -> list[str]:
         """Ids of the session's power targets."""
         async with self.lock:
-            reader = await self.session()
+            reader = await self.session(urgent=True)
             if reader.targets is None:
                 reader.targets = list(await self._command_call("power targets", lambda s: s.power_targets()))
             return [t.id for t in reader.targets]
 
     async def _command_call(self, what: str, call: Callable[[PowerControl], Awaitable[T]]) -> T:
-        reader = await self.session()
+        reader = await self.session(urgent=True)
         session = reader.session
         if not isinstance(session, PowerControl):
             raise UnsupportedError(f"{self.spec.id}: driver {self.spec.driver} has no power control")
         try:
             result = await call_with_deadline(
-                self._clock, self.spec.call_timeout, f"{self.spec.id}: {what}", lambda: call(session)
+                self._clock, self.spec.call_timeout, f"{self.spec.id}: {what}", lambda: call(session), urgent=True
             )
         except DeviceError as exc:
             if not isinstance(exc, _SESSION_SURVIVES):
@@ -168,6 +177,9 @@ class DeviceRunner:
                         await self.poll_once()
                     finally:
                         self.busy = False
+            except DriverBusyError as exc:
+                # The daemon, not the device, was short of capacity: skip this tick, keep the availability.
+                self._on_busy(exc)
             except DeviceError as exc:
                 self._first_poll.set()
                 await self._sleep(self._on_failure(exc))
@@ -203,8 +215,8 @@ class DeviceRunner:
             stopper.cancel()
             waker.cancel()
 
-    async def session(self) -> DeviceReader:
-        """The open session (logging in first if needed)."""
+    async def session(self, *, urgent: bool = False) -> DeviceReader:
+        """The open session (logging in first if needed; `urgent` for a command, which goes ahead of polls)."""
         if self._reader is None:
             assert self.spec.options is not None
             context = SessionContext(
@@ -220,8 +232,10 @@ class DeviceRunner:
                 self._defaults.open_timeout,
                 f"{self.spec.id}: login",
                 lambda: self._driver.open(context, options),
+                queue_limit=self._defaults.open_timeout if urgent else self.spec.poll_interval,
+                urgent=urgent,
             )
-            self._reader = DeviceReader(session, self._clock, self.spec.call_timeout)
+            self._reader = DeviceReader(session, self._clock, self.spec.call_timeout, self.spec.poll_interval)
             self._log.debug("session_opened")
         return self._reader
 
@@ -339,6 +353,7 @@ class DeviceRunner:
         self._publisher.publish_state(self.spec, state)
 
     def _on_success(self) -> None:
+        self._busy_streak = 0
         previous = self.source.availability
         now = self._clock.now()
         self._backoff.reset()
@@ -351,6 +366,14 @@ class DeviceRunner:
             self._event(EventType.RECOVERED, Severity.INFO, f"{self.spec.id} is reachable again", {})
         else:
             self._log.info("device_available")
+
+    def _on_busy(self, exc: DriverBusyError) -> None:
+        self.skipped_ticks += 1
+        self.busy_skips += 1
+        self._busy_streak += 1
+        # once per streak at info: at site scale an overloaded driver would otherwise log every device every tick
+        level = self._log.info if self._busy_streak == 1 else self._log.debug
+        level("poll_skipped_driver_busy", error=str(exc), streak=self._busy_streak)
 
     def _on_failure(self, exc: DeviceError) -> float:
         """Record a failed poll; returns how long to wait before the next attempt."""

@@ -117,6 +117,10 @@ class ManualClock:
         return self._now - began
 
 
+def _never() -> None:
+    """The callback of a timer that is never scheduled."""
+
+
 class _ManualTimeout:
     """Like asyncio.Timeout, on the manual clock: cancels the task at the deadline, raises TimeoutError."""
 
@@ -127,9 +131,19 @@ class _ManualTimeout:
         self._timer: _Timer | None = None
         self._expired = False
 
-    async def __aenter__(self) -> None:
+    async def __aenter__(self) -> _ManualTimeout:
         self._task = asyncio.current_task()
         self._timer = self._clock.call_at(self._clock.monotonic() + self._seconds, self._expire)
+        return self
+
+    def reschedule(self, when: float | None) -> None:
+        """Expire at fake time `when` instead (None: never), like `asyncio.Timeout.reschedule`."""
+        if self._task is None or self._expired or self._timer is None:
+            raise RuntimeError("the timeout is not running")
+        self._timer.cancel()
+        self._timer = self._clock.call_at(when, self._expire) if when is not None else _Timer(0.0, _never)
+        if when is not None:
+            self._seconds = max(0.0, when - self._clock.monotonic())
 
     def _expire(self) -> None:
         if self._task is not None and not self._task.done():
@@ -141,6 +155,7 @@ class _ManualTimeout:
     ) -> None:
         if self._timer is not None:
             self._timer.cancel()
+            self._timer = None  # over: reschedule() now refuses, as asyncio's does
         if self._expired and exc_type is asyncio.CancelledError:
             assert self._task is not None
             if self._task.uncancel() == 0:

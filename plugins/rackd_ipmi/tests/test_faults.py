@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -15,8 +16,10 @@ from rackd_ipmi.session import IpmiSession
 from rackd_sim.bmc.process import BmcProcess
 
 from rackd.drivers.contract import SessionContext
-from rackd.errors import DeviceError
+from rackd.errors import DeviceError, DeviceTimeoutError
 from rackd.model import PowerState
+from rackd.runtime.clock import SystemClock
+from rackd.runtime.reader import call_with_deadline
 
 OptionsFactory = Callable[..., IpmiOptions]
 
@@ -191,3 +194,64 @@ async def test_several_lossy_bmcs_polled_concurrently(
     finally:
         for session in sessions:
             await session.close()
+
+
+async def test_a_session_is_closed_on_the_bmc_even_when_close_requests_are_lost(
+    driver: IpmiDriver, start_sim: Callable[..., BmcProcess], context: SessionContext, options: OptionsFactory
+) -> None:
+    """Close Session has no retransmission in pyghmi; one lost copy used to leave the session open on the BMC
+    until its idle timeout (the soak's lossy BMC reached 4 sessions, the limit of some BMCs)."""
+    sim = start_sim("--session-timeout", "600")  # the BMC would keep a leaked session ten minutes
+    session = await driver.open(context, options(sim))
+    assert await session.get_power("chassis") is PowerState.ON
+    assert sim.status()["open_sessions"] == 1
+    sim.control("faults", drop_next=2)  # the first two copies of Close Session are lost
+    await session.close()
+    status = sim.wait_for(lambda s: s["open_sessions"] == 0, timeout=10)
+    assert status["faults"]["drop_next"] == 0  # both losses happened: the third copy closed it
+
+
+async def test_logins_to_hung_bmcs_do_not_fail_the_login_of_a_healthy_one(
+    start_sim: Callable[..., BmcProcess], options: OptionsFactory, tmp_path: Path
+) -> None:
+    """Each login to a BMC that does not answer holds a thread and a login place for ~5 s after its caller's
+    deadline. A healthy BMC's login queued behind them must get its own full deadline once it starts."""
+    driver = IpmiDriver(workers=8)  # two login places
+    silent = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(4)]
+    healthy_sim = start_sim()
+    clock = SystemClock()
+    try:
+        for sock in silent:
+            sock.bind(("127.0.0.1", 0))  # bound and never read: a hung BMC
+        hung_logins = [
+            asyncio.create_task(
+                call_with_deadline(
+                    clock, 0.5, f"hung-{i}: login",
+                    lambda sock=sock, i=i: driver.open(  # type: ignore[misc]
+                        SessionContext(f"hung-{i}", "bmc", tmp_path),
+                        IpmiOptions.model_validate(
+                            {"host": "127.0.0.1", "port": sock.getsockname()[1], "username": "admin", "password": "x"}
+                        ),
+                    ),
+                    queue_limit=60,
+                )
+            )
+            for i, sock in enumerate(silent)
+        ]  # fmt: skip
+        await asyncio.sleep(0)
+        session = await call_with_deadline(
+            clock, 1.5, "healthy: login",  # less than the hung logins' deadlines added up (the old serial gate)
+            lambda: driver.open(SessionContext("healthy", "bmc", tmp_path), options(healthy_sim)),
+            queue_limit=60,
+        )  # fmt: skip
+        try:
+            assert await session.get_power("chassis") is PowerState.ON
+        finally:
+            await session.close()
+        for task in hung_logins:
+            with pytest.raises(DeviceTimeoutError, match=r"login: no answer within 0\.5 s"):
+                await task
+    finally:
+        await driver.aclose(grace=10)
+        for sock in silent:
+            sock.close()

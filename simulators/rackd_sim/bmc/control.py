@@ -83,6 +83,8 @@ class BmcController:
             faults.drop_rate = max(0.0, min(1.0, float(request["drop_rate"])))
         if "delay" in request:
             faults.delay = max(0.0, float(request["delay"]))
+        if "drop_next" in request:
+            faults.drop_next = max(0, int(request["drop_next"]))
         return {"faults": vars(faults).copy()}
 
     def _load(self, request: JSON) -> JSON:

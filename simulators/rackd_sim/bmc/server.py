@@ -53,6 +53,7 @@ class Faults:
 
     hang: bool = False  # stop answering anything
     drop_rate: float = 0.0  # share of incoming packets silently dropped
+    drop_next: int = 0  # drop exactly this many incoming packets from now (a deterministic burst of loss)
     delay: float = 0.0  # seconds before each packet is handled (a slow BMC firmware)
     reject_credentials: bool = False  # every login fails with "unauthorized name"
 
@@ -143,6 +144,9 @@ class SimulatedBmc(pyghmi_bmc.Bmc):  # type: ignore[misc]  # pyghmi ships no typ
         self.machine.tick()
         faults = self.faults
         if faults.hang or time.monotonic() < self._resetting_until:
+            return False
+        if faults.drop_next > 0:
+            faults.drop_next -= 1
             return False
         if faults.drop_rate and random.random() < faults.drop_rate:
             return False

@@ -1,0 +1,69 @@
+"""How many IPMI logins run at once, one at a time per BMC; a login holds its place until its thread returns."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+from rackd.drivers.deadline import current_deadline
+
+BmcKey = tuple[str, int, str]  # host, port, user: what pyghmi de-duplicates sessions by
+
+
+class LoginGate:
+    """Bounds concurrent logins and serializes the logins to one BMC.
+
+    Bounded, so BMCs that do not answer (each login to one holds a thread ~5 s) cannot take every thread;
+    serialized per BMC (the poller and its SOL console), because pyghmi hands a second login to the same BMC the
+    first one's half-made session.
+
+    The global serialization pyghmi's reference recommends (concurrent logins stalled ~25 s, ipmi.md §1.3) was a
+    lost wakeup that the capped I/O wait (pyghmi_patches) removes: 100 and 300 concurrent logins against ipmi_sim
+    finished in 0.2-0.8 s with it, no stall, in three trials each.
+    """
+
+    def __init__(self, slots: int) -> None:
+        """At most `slots` logins at once."""
+        self.slots = slots
+        self._slots: asyncio.Semaphore | None = None
+        self._per_bmc: dict[BmcKey, asyncio.Lock] = {}
+
+    async def acquire(self, key: BmcKey) -> Callable[[], None]:
+        """Wait for a login place for this BMC (the caller's deadline paused meanwhile); returns its release."""
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.slots)
+        slots = self._slots
+        bmc = self._per_bmc.setdefault(key, asyncio.Lock())
+        deadline = current_deadline()
+        if deadline is not None:
+            deadline.pause()  # resumed when a thread starts the login (WorkerPool.start)
+        await bmc.acquire()
+        try:
+            await slots.acquire()
+        except BaseException:
+            bmc.release()
+            raise
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                slots.release()
+                bmc.release()
+
+        return release
+
+    @staticmethod
+    def release_when_done(future: Future[Any], release: Callable[[], None]) -> None:
+        """Release the place when the login's thread returns, even if its caller gave up long before."""
+        loop = asyncio.get_running_loop()
+
+        def done(_future: Future[Any]) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is gone: so are the waiters
+                loop.call_soon_threadsafe(release)
+
+        future.add_done_callback(done)

@@ -1,0 +1,127 @@
+"""The driver's thread pool and login gate: commands first, deadlines paused while queued, places held honestly.
+
+These use real threads blocked on threading.Events instead of BMCs: the order in which queued calls reach a
+thread is the behaviour under test, and a BMC cannot be made to hold a thread for exactly as long as a test needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from rackd_ipmi.executor import WorkerPool
+from rackd_ipmi.logins import LoginGate
+
+from rackd.errors import DriverBusyError
+from rackd.runtime.reader import call_with_deadline
+from rackd.testing.clock import ManualClock
+
+
+@pytest.fixture
+async def pool() -> AsyncIterator[WorkerPool]:
+    workers = WorkerPool(max_workers=1, thread_name_prefix="test-pool")
+    yield workers
+    workers.shutdown(wait=True)
+
+
+def blocker(started: threading.Event, release: threading.Event, result: str = "done") -> Callable[[], str]:
+    def work() -> str:
+        started.set()
+        release.wait(30)
+        return result
+
+    return work
+
+
+async def wait_thread_event(event: threading.Event) -> None:
+    assert await asyncio.to_thread(event.wait, 30)
+
+
+async def test_commands_reach_a_thread_before_polls_queued_earlier(pool: WorkerPool) -> None:
+    clock = ManualClock()
+    started, release = threading.Event(), threading.Event()
+    first = await pool.start(blocker(started, release))
+    await wait_thread_event(started)
+    order: list[str] = []
+
+    async def call(name: str, *, urgent: bool) -> None:
+        async def through_pool() -> None:
+            future = await pool.start(lambda: order.append(name))
+            await asyncio.wrap_future(future)
+
+        await call_with_deadline(clock, 10, name, through_pool, queue_limit=100, urgent=urgent)
+
+    polls = [asyncio.create_task(call(f"poll-{i}", urgent=False)) for i in range(3)]
+    await clock.settle()
+    command = asyncio.create_task(call("command", urgent=True))
+    await clock.settle()
+    assert pool.queued == 4
+    release.set()
+    await asyncio.wrap_future(first)
+    await asyncio.gather(command, *polls)
+    assert order == ["command", "poll-0", "poll-1", "poll-2"]
+
+
+async def test_a_call_queued_past_its_limit_is_busy_and_never_runs(pool: WorkerPool) -> None:
+    clock = ManualClock()
+    started, release = threading.Event(), threading.Event()
+    first = await pool.start(blocker(started, release))
+    await wait_thread_event(started)
+    ran: list[str] = []
+
+    async def poll() -> None:
+        future = await pool.start(lambda: ran.append("poll"))
+        await asyncio.wrap_future(future)
+
+    queued = asyncio.create_task(call_with_deadline(clock, 10, "gpu-7: sensors", poll, queue_limit=30))
+    await clock.advance(29)
+    assert not queued.done()  # far past its 10 s deadline, but only queued
+    await clock.advance(1)
+    with pytest.raises(DriverBusyError, match="gpu-7: sensors: not started within 30 s"):
+        await queued
+    assert pool.queued == 0
+    release.set()
+    await asyncio.wrap_future(first)
+    follow_up = await pool.start(lambda: ran.append("next"))  # the abandoned place did not leak
+    await asyncio.wrap_future(follow_up)
+    assert ran == ["next"]
+    assert pool.busy == 0
+
+
+async def test_background_work_counts_against_free_threads(pool: WorkerPool) -> None:
+    started, release = threading.Event(), threading.Event()
+    background = pool.submit(blocker(started, release, "logged out"))
+    await wait_thread_event(started)
+    admitted = asyncio.create_task(pool.start(lambda: "polled"))
+    await asyncio.sleep(0)
+    assert not admitted.done()  # no thread is free: the call waits on the loop, not in the executor's queue
+    release.set()
+    assert await asyncio.wrap_future(background) == "logged out"
+    assert await asyncio.wrap_future(await admitted) == "polled"
+
+
+async def test_a_login_keeps_its_place_until_its_thread_returns() -> None:
+    pool = WorkerPool(max_workers=2, thread_name_prefix="test-pool")  # threads to spare: only the gate holds
+    gate = LoginGate(slots=1)
+    started, release = threading.Event(), threading.Event()
+
+    async def login(key: tuple[str, int, str], work: Callable[[], str]) -> str:
+        place = await gate.acquire(key)
+        future = await pool.start(work)
+        gate.release_when_done(future, place)
+        return await asyncio.wrap_future(future)
+
+    hung = asyncio.create_task(login(("10.0.0.1", 623, "admin"), blocker(started, release, "late")))
+    await wait_thread_event(started)
+    hung.cancel()  # the caller's deadline: the login thread goes on
+    with pytest.raises(asyncio.CancelledError):
+        await hung
+    healthy = asyncio.create_task(login(("10.0.0.2", 623, "admin"), lambda: "logged in"))
+    # The place is still held by the thread that is still logging in: a negative, so give it real time to fail.
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(healthy), 0.2)
+    release.set()
+    assert await healthy == "logged in"
+    pool.shutdown(wait=True)
