@@ -15,14 +15,14 @@ from rackd.bus.publisher import Publisher
 from rackd.config import DeviceSpec
 from rackd.console.config import ConsoleConfig, ConsoleSettings, PatternConfig
 from rackd.console.frames import Kind, encode
-from rackd.console.logfile import ConsoleLog
+from rackd.console.logfile import RETRY_INTERVAL, ConsoleLog, Outage
 from rackd.console.patterns import DEFAULT_PATTERNS, PatternDetector, PatternMatch
 from rackd.console.ring import RingBuffer
 from rackd.console.transports import is_unencrypted
 from rackd.control.peers import Peer
 from rackd.drivers.contract import ConsoleStream
 from rackd.errors import AuthError, DeviceTimeoutError, DeviceUnreachableError, RackdError, UnsupportedError
-from rackd.model import Event, EventType
+from rackd.model import Event, EventType, Severity
 from rackd.runtime.backoff import Backoff
 from rackd.runtime.clock import Clock
 
@@ -116,6 +116,10 @@ class ConsoleSession:
         self._flapping = False
         self._disconnected_at: float | None = None
         self._logger = structlog.get_logger(__name__).bind(node=spec.id, console=console.url)
+        self._log_retry: asyncio.Task[None] | None = None
+        console_log.logger = console_log.logger.bind(node=spec.id)
+        console_log.on_failing = self._log_failing
+        console_log.on_recovered = self._log_recovered
 
     # ------------------------------------------------------------------ connection loop
 
@@ -123,6 +127,8 @@ class ConsoleSession:
         """Connect, pump output until the connection ends, wait, reconnect — until cancelled."""
         # Whatever the console printed while rackd was not running is missing: the marker makes that visible.
         self.log.mark(f"rackd capturing this console ({self.console.url}); earlier output was not captured")
+        if self.log.failing:  # restarted (after a bug) while its log was still failing: keep retrying it
+            self._start_log_retry()
         try:
             while True:
                 stream = await self._connect()
@@ -142,6 +148,7 @@ class ConsoleSession:
                 self._logger.info("console_disconnected", reason=reason, duration_s=round(duration, 3))
                 await self._clock.sleep(self._delay_after(duration))
         finally:
+            self._stop_log_retry()
             await self._set_state("stopped")
 
     async def _connect(self) -> ConsoleStream | None:
@@ -272,6 +279,70 @@ class ConsoleSession:
         )
         self._publisher.publish_event(self.spec, event)
 
+    # ------------------------------------------------------------------ the log file's degraded mode
+
+    def _log_failing(self, error: str) -> None:
+        """The log file refuses writes (disk full, I/O error): say so on the bus, retry it while output is held."""
+        limit_kib = self.log.hold_limit // 1024
+        event = Event(
+            type=EventType.UNREACHABLE,  # the console log, a source of this node's record, is unavailable
+            severity=Severity.WARNING,
+            message=f"{self.spec.id}: console log cannot be written ({error}); "
+            f"console output held in memory (up to {limit_kib} KiB) until it can",
+            observed_at=self._clock.now(),
+            source="console_log",
+            data={"path": str(self.log.path), "error": error, "hold_limit_bytes": self.log.hold_limit},
+        )
+        self._publisher.publish_event(self.spec, event)
+        self._start_log_retry()
+
+    def _start_log_retry(self) -> None:
+        if self._log_retry is not None and not self._log_retry.done():
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop (a tool writing a log): the next write retries
+        self._log_retry = loop.create_task(self._retry_log(), name=f"console-log-retry:{self.spec.id}")
+
+    async def _retry_log(self) -> None:
+        # A console that goes quiet while output is held still gets it written once the disk has room again.
+        while self.log.failing:
+            await self._clock.sleep(RETRY_INTERVAL)
+            self.log.retry()
+
+    def _stop_log_retry(self) -> None:
+        if self._log_retry is not None:
+            self._log_retry.cancel()
+            self._log_retry = None
+
+    def _log_recovered(self, outage: Outage) -> None:
+        """Everything held was written: say so, with what could not be held."""
+        seconds = (outage.until - outage.since).total_seconds()
+        message = f"{self.spec.id}: console log written again after {seconds:.1f} s ({outage.error}); "
+        if outage.lost_bytes or outage.lost_markers:
+            message += f"{outage.lost_bytes} bytes of console output not logged"
+        else:
+            message += "no console output lost"
+        event = Event(
+            type=EventType.RECOVERED,
+            severity=Severity.WARNING if outage.lost_bytes or outage.lost_markers else Severity.INFO,
+            message=message,
+            observed_at=self._clock.now(),
+            source="console_log",
+            data={
+                "path": str(self.log.path),
+                "error": outage.error,
+                "since": outage.since.isoformat(),
+                "outage_s": round(seconds, 3),
+                "lost_bytes": outage.lost_bytes,
+                "lost_markers": outage.lost_markers,
+                "lost_from": None if outage.lost_from is None else outage.lost_from.isoformat(),
+                "lost_to": None if outage.lost_to is None else outage.lost_to.isoformat(),
+            },
+        )
+        self._publisher.publish_event(self.spec, event)
+
     # ------------------------------------------------------------------ attached clients
 
     def attach(self, peer: Peer, want_write: bool, force: bool) -> Attachment:
@@ -356,6 +427,7 @@ class ConsoleSession:
         for attachment in list(self.attachments):
             attachment.send(Kind.END, reason.encode())
         self.log.mark(reason)
-        self.log.close()
+        self._stop_log_retry()
+        self.log.close()  # a last try to write what is held
         with contextlib.suppress(RuntimeError):
             await self._set_state("stopped")
