@@ -27,6 +27,7 @@ class IpmiOptions(DriverOptions):
     min_command_interval: float = Field(default=0.005, ge=0.0, le=5.0)  # seconds between IPMI requests
     session_idle_timeout: float = Field(default=50.0, gt=0.0)  # re-login after this long idle (BMCs: 60 s)
     auth_failure_holdoff: float = Field(default=300.0, ge=0.0)  # no new login with a refused password
+    presence_probe: bool = True  # a session-less ping before each login: a silent BMC costs no thread
     use_dcmi: bool = True  # DCMI power reading as system_power; falls back to PSU input power sensors
     log_batch_max: int = Field(default=64, ge=1, le=1024)  # SEL entries returned per read_log call
     log_reset_replay: int = Field(default=16, ge=0, le=256)  # newest entries reported after a clear/wrap

@@ -15,7 +15,7 @@ import structlog
 from pyghmi.ipmi import events as ipmi_events
 
 from rackd.drivers.contract import ConsoleStream, SessionContext
-from rackd.errors import DeviceProtocolError
+from rackd.errors import DeviceProtocolError, DeviceUnreachableError
 from rackd.model import (
     Inventory,
     LogBatch,
@@ -32,6 +32,7 @@ from rackd_ipmi.inventory import inventory_from
 from rackd_ipmi.link import BmcLink
 from rackd_ipmi.logins import LoginGate
 from rackd_ipmi.options import IpmiOptions
+from rackd_ipmi.presence import bmc_answers
 from rackd_ipmi.sensors import psu_input_power, to_readings
 from rackd_ipmi.sol import SolPump, SolStream
 from rackd_ipmi.translate import completion_error
@@ -173,6 +174,11 @@ class IpmiSession:
             self._poison("poisoned" if link.poisoned else "idle")
             link = None
         if link is None:
+            if self.options.presence_probe and not await bmc_answers(self.options.host, self.options.port):
+                # Fail in ~1 s without a thread: a login to a silent BMC would hold a thread and a login place ~5 s.
+                raise DeviceUnreachableError(
+                    f"{self.where}: no answer to Get Channel Authentication Capabilities (presence probe before login)"
+                )
             release = await self._logins.acquire(self._bmc_key)
             try:
                 future = await self._start(self._login)

@@ -16,7 +16,7 @@ from rackd_ipmi.session import IpmiSession
 from rackd_sim.bmc.process import BmcProcess
 
 from rackd.drivers.contract import SessionContext
-from rackd.errors import DeviceError, DeviceTimeoutError
+from rackd.errors import DeviceError, DeviceTimeoutError, DeviceUnreachableError
 from rackd.model import PowerState
 from rackd.runtime.clock import SystemClock
 from rackd.runtime.reader import call_with_deadline
@@ -74,25 +74,31 @@ async def test_hung_bmc_costs_only_its_own_deadline(
 async def test_twenty_percent_packet_loss_still_yields_readings(
     driver: IpmiDriver, sim: BmcProcess, context: SessionContext, options: OptionsFactory
 ) -> None:
-    session = await driver.open(context, options(sim))
+    session: IpmiSession | None = await driver.open(context, options(sim))
     try:
         sim.control("faults", drop_rate=0.2)
         readings = None
-        for _ in range(3):
+        for _ in range(5):
             try:
                 async with asyncio.timeout(20):
+                    if session is None:
+                        session = await driver.open(context, options(sim))
                     readings = await session.read_sensors()
                 break
             except (TimeoutError, DeviceError):
                 # A missed deadline poisons the session (as in the runtime): log in again, as the runner would.
-                await session.close()
-                session = await driver.open(context, options(sim))
+                # A login over this link can fail too (a lost handshake, the BMC's half-open sessions all taken).
+                if session is not None:
+                    await session.close()
+                session = None
+        assert session is not None
         assert readings is not None
         assert len([r for r in readings if r.value is not None]) >= 20
         for _ in range(3):
             assert await poll_until_ok(session, deadline=5.0) is PowerState.ON
     finally:
-        await session.close()
+        if session is not None:
+            await session.close()
 
 
 async def test_cold_reset_is_recovered_without_a_restart(
@@ -230,7 +236,10 @@ async def test_logins_to_hung_bmcs_do_not_fail_the_login_of_a_healthy_one(
                     lambda sock=sock, i=i: driver.open(  # type: ignore[misc]
                         SessionContext(f"hung-{i}", "bmc", tmp_path),
                         IpmiOptions.model_validate(
-                            {"host": "127.0.0.1", "port": sock.getsockname()[1], "username": "admin", "password": "x"}
+                            {
+                                "host": "127.0.0.1", "port": sock.getsockname()[1], "username": "admin",
+                                "password": "x", "presence_probe": False,  # the login itself must hang
+                            }
                         ),
                     ),
                     queue_limit=60,
@@ -255,3 +264,27 @@ async def test_logins_to_hung_bmcs_do_not_fail_the_login_of_a_healthy_one(
         await driver.aclose(grace=10)
         for sock in silent:
             sock.close()
+
+
+async def test_a_silent_bmc_fails_its_presence_probe_without_taking_a_thread(
+    start_sim: Callable[..., BmcProcess], options: OptionsFactory, tmp_path: Path
+) -> None:
+    driver = IpmiDriver(workers=2)
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))  # bound and never read: a hung BMC
+    sim = start_sim()
+    try:
+        hung_options = IpmiOptions.model_validate(
+            {"host": "127.0.0.1", "port": silent.getsockname()[1], "username": "admin", "password": "x"}
+        )
+        with pytest.raises(DeviceUnreachableError, match="presence probe"):
+            await driver.open(SessionContext("hung", "bmc", tmp_path), hung_options)
+        assert driver._executor.pending() == []  # no login thread was started for it
+        session = await driver.open(SessionContext("ok", "bmc", tmp_path), options(sim))  # answers: logs in
+        try:
+            assert await session.get_power("chassis") is PowerState.ON
+        finally:
+            await session.close()
+    finally:
+        await driver.aclose()
+        silent.close()
