@@ -21,11 +21,13 @@ from rackd_ipmi.sol import SolPump
 
 log = structlog.get_logger(__name__)
 
-# Threads mostly wait on the network (and on the per-request pacing), so the pool can be wider than the cores;
-# the bench's site run (docs/benchmarks.md) sized it. Logins may take a quarter of it: a login to a BMC that does
-# not answer holds its thread ~5 s, and hung BMCs retrying must not starve the polls of the healthy ones.
-DEFAULT_WORKERS = 32
-LOGIN_SHARE = 4
+# Threads mostly wait on the network (a lost packet costs a 0.5-1 s retransmission wait), so the pool is wider
+# than the cores; the site benchmark (docs/benchmarks.md) sized it.
+DEFAULT_WORKERS = 64
+# One login at a time in the whole process: concurrent pyghmi logins over a lossy link wedge its login state
+# machine (16 at once at 5 % loss: every login thread waited > 3 min, nothing moved). BMCs that do not answer
+# never reach the gate (presence probe), so a hung tenth of the fleet cannot hold it.
+CONCURRENT_LOGINS = 1
 SHUTDOWN_GRACE = 5.0
 
 
@@ -42,7 +44,7 @@ class IpmiDriver:
         """One bounded pool for every BMC: a call that misses its deadline keeps its worker until pyghmi gives up."""
         pyghmi_patches.apply()
         self._executor = WorkerPool(max_workers=workers, thread_name_prefix="rackd-ipmi")
-        self._logins = LoginGate(max(1, workers // LOGIN_SHARE))
+        self._logins = LoginGate(CONCURRENT_LOGINS)
         self._auth_failures: dict[tuple[str, int, str], tuple[float, str]] = {}
         self._closed = False
         self._sol_pump = SolPump()  # one thread for every open SOL console of the process

@@ -15,7 +15,7 @@ from rackd.drivers.deadline import current_deadline
 
 T = TypeVar("T")
 
-URGENT, ROUTINE = 0, 1  # queue order: operator commands before polls
+URGENT, ROUTINE = 0, 1  # queue order: operator commands before polls, then by when the caller's job began
 
 
 class WorkerPool(ThreadPoolExecutor):
@@ -35,7 +35,8 @@ class WorkerPool(ThreadPoolExecutor):
         self._lock = threading.Lock()  # _busy and _pending are touched from worker threads too
         self._busy = 0  # work handed to the pool and not finished (admitted or background)
         self._pending: set[Future[Any]] = set()
-        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []  # a heap; tickets resolve on the loop
+        # A heap of (urgency, job start, arrival, ticket): a poll that has begun is finished before new ones start.
+        self._waiters: list[tuple[tuple[int, float], int, asyncio.Future[None]]] = []
         self._order = itertools.count()
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -48,7 +49,10 @@ class WorkerPool(ThreadPoolExecutor):
         deadline = current_deadline()
         if deadline is not None:
             deadline.pause()  # resumed by the thread that runs func, however soon that is
-        await self._admission(URGENT if deadline is not None and deadline.urgent else ROUTINE)
+        if deadline is None:
+            await self._admission((ROUTINE, asyncio.get_running_loop().time()))
+        else:
+            await self._admission((URGENT if deadline.urgent else ROUTINE, deadline.order))
 
         def run() -> T:
             if deadline is not None:
@@ -63,7 +67,7 @@ class WorkerPool(ThreadPoolExecutor):
             raise
         return self._track(future)
 
-    async def _admission(self, priority: int) -> None:
+    async def _admission(self, priority: tuple[int, float]) -> None:
         ticket: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         with self._lock:  # checked and queued under the lock: a thread finishing in between must see the ticket
             while self._waiters and self._waiters[0][2].done():

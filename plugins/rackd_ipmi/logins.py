@@ -16,13 +16,11 @@ BmcKey = tuple[str, int, str]  # host, port, user: what pyghmi de-duplicates ses
 class LoginGate:
     """Bounds concurrent logins and serializes the logins to one BMC.
 
-    Bounded, so BMCs that do not answer (each login to one holds a thread ~5 s) cannot take every thread;
-    serialized per BMC (the poller and its SOL console), because pyghmi hands a second login to the same BMC the
-    first one's half-made session.
-
-    The global serialization pyghmi's reference recommends (concurrent logins stalled ~25 s, ipmi.md §1.3) was a
-    lost wakeup that the capped I/O wait (pyghmi_patches) removes: 100 and 300 concurrent logins against ipmi_sim
-    finished in 0.2-0.8 s with it, no stall, in three trials each.
+    Bounded (the driver allows one at a time: concurrent pyghmi logins stall, ipmi.md §1.3, and over a lossy
+    link they wedged pyghmi's login state machine outright); serialized per BMC (the poller and its SOL console)
+    whatever the bound, because pyghmi hands a second login to the same BMC the first one's half-made session.
+    Without loss, 100 and 300 concurrent logins against ipmi_sim finished in 0.2-0.8 s with the capped I/O wait;
+    at 5 % loss 16 concurrent logins all stopped for minutes.
     """
 
     def __init__(self, slots: int) -> None:

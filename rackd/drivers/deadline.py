@@ -13,7 +13,9 @@ class CallDeadline:
     A driver that queues work on its own capacity (worker threads, login slots) calls `pause()` before it waits and
     `resume()` (on the event loop) when the work reaches the device. The device then gets the call's whole budget
     however long the queue was, and a queue longer than `queue_limit` ends the call as DriverBusyError instead of
-    being blamed on a device that was never asked. `urgent` calls (operator commands) go ahead of polls.
+    being blamed on a device that was never asked. `urgent` calls (operator commands) go ahead of polls; among
+    the rest, calls of the job that started first (`order`: when its poll began) go first, so that a driver short
+    of threads finishes the polls it has begun instead of starting every poll and finishing none.
     """
 
     def __init__(
@@ -22,6 +24,7 @@ class CallDeadline:
         queue_limit: float,
         *,
         urgent: bool,
+        order: float | None = None,
         now: Callable[[], float],
         reschedule: Callable[[float], None],
     ) -> None:
@@ -29,6 +32,7 @@ class CallDeadline:
         self.seconds = seconds
         self.queue_limit = queue_limit
         self.urgent = urgent
+        self.order = now() if order is None else order  # queue position among calls of equal urgency
         self._now = now
         self._reschedule = reschedule
         self._expires = now() + seconds

@@ -35,17 +35,21 @@ async def call_with_deadline(
     *,
     queue_limit: float | None = None,
     urgent: bool = False,
+    order: float | None = None,
 ) -> T:
     """Await a driver call under a deadline; an expired deadline becomes DeviceTimeoutError.
 
     Time the driver spends queueing the call on its own capacity does not count against `seconds` (see
-    CallDeadline); a queue longer than `queue_limit` (default: `seconds`) becomes DriverBusyError.
+    CallDeadline); a queue longer than `queue_limit` (default: `seconds`) becomes DriverBusyError. `order` (default:
+    now) places the call in the driver's queue: the calls of one poll share the poll's start time.
     """
     limit = seconds if queue_limit is None else queue_limit
     deadline: CallDeadline | None = None
     try:
         async with clock.timeout(seconds) as timeout:
-            deadline = CallDeadline(seconds, limit, urgent=urgent, now=clock.monotonic, reschedule=timeout.reschedule)
+            deadline = CallDeadline(
+                seconds, limit, urgent=urgent, order=order, now=clock.monotonic, reschedule=timeout.reschedule
+            )
             with bound(deadline):
                 return await call()
     except TimeoutError:
@@ -67,9 +71,11 @@ class DeviceReader:
     targets: list[PowerTarget] | None = None
     inventory: Inventory | None = None
     inventory_tried: bool = False
+    _order: float | None = None  # the running poll's start: its calls share one place in the driver's queue
 
-    async def read(self, log_cursor: str | None, *, read_log: bool = True) -> DeviceRead:
+    async def read(self, log_cursor: str | None, *, read_log: bool = True, order: float | None = None) -> DeviceRead:
         """Poll everything the session offers; UnsupportedError of an optional part is noted, not fatal."""
+        self._order = order if order is not None else self.clock.monotonic()
         result = DeviceRead()
         session = self.session
         if isinstance(session, InventorySource) and not self.inventory_tried:
@@ -96,4 +102,6 @@ class DeviceReader:
         return result
 
     async def _call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
-        return await call_with_deadline(self.clock, self.call_timeout, what, call, queue_limit=self.queue_limit)
+        return await call_with_deadline(
+            self.clock, self.call_timeout, what, call, queue_limit=self.queue_limit, order=self._order
+        )

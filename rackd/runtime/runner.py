@@ -215,7 +215,7 @@ class DeviceRunner:
             stopper.cancel()
             waker.cancel()
 
-    async def session(self, *, urgent: bool = False) -> DeviceReader:
+    async def session(self, *, urgent: bool = False, order: float | None = None) -> DeviceReader:
         """The open session (logging in first if needed; `urgent` for a command, which goes ahead of polls)."""
         if self._reader is None:
             assert self.spec.options is not None
@@ -234,6 +234,7 @@ class DeviceRunner:
                 lambda: self._driver.open(context, options),
                 queue_limit=self._defaults.open_timeout if urgent else self.spec.poll_interval,
                 urgent=urgent,
+                order=order,
             )
             self._reader = DeviceReader(session, self._clock, self.spec.call_timeout, self.spec.poll_interval)
             self._log.debug("session_opened")
@@ -241,9 +242,10 @@ class DeviceRunner:
 
     async def poll_once(self) -> DeviceRead:
         """One full poll: read, raise events, publish telemetry and state. Raises DeviceError on failure."""
-        reader = await self.session()
+        started = self._clock.monotonic()  # every call of this poll, the login too, queues by this moment
+        reader = await self.session(order=started)
         cursor = self._cursors.get(self.spec.id, self.spec.role)
-        result = await reader.read(cursor)
+        result = await reader.read(cursor, order=started)
         self.polls += 1
         self._on_success()
         self._process(result)

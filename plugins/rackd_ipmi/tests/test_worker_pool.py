@@ -125,3 +125,28 @@ async def test_a_login_keeps_its_place_until_its_thread_returns() -> None:
     release.set()
     assert await healthy == "logged in"
     pool.shutdown(wait=True)
+
+
+async def test_a_poll_under_way_goes_ahead_of_polls_not_yet_begun(pool: WorkerPool) -> None:
+    """Short of threads, the driver finishes the polls it began rather than starting every poll, finishing none."""
+    clock = ManualClock()
+    started, release = threading.Event(), threading.Event()
+    first = await pool.start(blocker(started, release))
+    await wait_thread_event(started)
+    order: list[str] = []
+
+    async def call(name: str, poll_began: float) -> None:
+        async def through_pool() -> None:
+            await asyncio.wrap_future(await pool.start(lambda: order.append(name)))
+
+        await call_with_deadline(clock, 10, name, through_pool, queue_limit=100, order=poll_began)
+
+    new_polls = [asyncio.create_task(call(f"gpu-{i}: power", clock.monotonic())) for i in range(3)]
+    await clock.settle()
+    # A poll that began before them (it was served its first call earlier) asks for its next call now.
+    continuing = asyncio.create_task(call("gpu-9: sensors", clock.monotonic() - 5))
+    await clock.settle()
+    release.set()
+    await asyncio.wrap_future(first)
+    await asyncio.gather(continuing, *new_polls)
+    assert order == ["gpu-9: sensors", "gpu-0: power", "gpu-1: power", "gpu-2: power"]
