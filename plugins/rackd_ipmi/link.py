@@ -28,6 +28,20 @@ CLOSE_COPIES = 3  # at 30 % loss one copy in 37 sessions never arrives, instead 
 CLOSE_SPACING = 0.05  # seconds between copies
 
 
+def abandon_login(options: IpmiOptions, password: str, kg: str | None) -> None:
+    """Make a pyghmi login still running in a worker thread give up (its caller's deadline passed).
+
+    pyghmi's Session constructor loops while `logging` is set; a reply lost when no retry timer is left keeps it
+    there for ever, holding its thread and the login gate. The half-made session sits in initting_sessions
+    (logins to one BMC are serialized, so the entry is this login's): marking it broken ends the loop with an error.
+    """
+    session = ipmi_session.Session.initting_sessions.get((options.host, options.username, password, options.port, kg))
+    if session is not None:
+        session.errormsg = "login abandoned at the caller's deadline"
+        session.broken = True
+        session.logging = False
+
+
 class BmcLink:
     """A logged-in pyghmi Command for one BMC, with a minimum interval between IPMI requests.
 

@@ -8,7 +8,11 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
+import structlog
+
 from rackd.drivers.deadline import current_deadline
+
+log = structlog.get_logger(__name__)
 
 BmcKey = tuple[str, int, str]  # host, port, user: what pyghmi de-duplicates sessions by
 
@@ -53,7 +57,20 @@ class LoginGate:
                 slots.release()
                 bmc.release()
 
+        release.released = lambda: released  # type: ignore[attr-defined]  # for release_later's log line
         return release
+
+    @staticmethod
+    def release_later(release: Callable[[], None], grace: float, where: str) -> None:
+        """Free the place `grace` s from now even if the login's thread is still inside pyghmi (it is logged)."""
+
+        def free() -> None:
+            released_before = getattr(release, "released", lambda: True)()
+            release()
+            if not released_before:
+                log.warning("ipmi_login_thread_stuck", bmc=where, grace=grace)
+
+        asyncio.get_running_loop().call_later(grace, free)
 
     @staticmethod
     def release_when_done(future: Future[Any], release: Callable[[], None]) -> None:

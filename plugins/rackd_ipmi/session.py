@@ -29,7 +29,7 @@ from rackd.model import (
 from rackd_ipmi.eventlog import SelReader
 from rackd_ipmi.executor import WorkerPool
 from rackd_ipmi.inventory import inventory_from
-from rackd_ipmi.link import BmcLink
+from rackd_ipmi.link import BmcLink, abandon_login
 from rackd_ipmi.logins import LoginGate
 from rackd_ipmi.options import IpmiOptions
 from rackd_ipmi.presence import bmc_answers
@@ -60,6 +60,7 @@ CONTROL_CODES: dict[PowerAction, int] = {
 }
 
 LoginFactory = Callable[[], BmcLink]
+LOGIN_ABANDON_GRACE = 10.0  # seconds an abandoned login thread may keep the login gate before it is freed anyway
 SOL_ACTIVATION_TIMEOUT = 10.0
 
 
@@ -187,7 +188,15 @@ class IpmiSession:
                 raise
             # A login to a silent BMC keeps its thread ~5 s after our deadline: it keeps its login place as long.
             self._logins.release_when_done(future, release)
-            link = await self._result(future)
+            try:
+                link = await self._result(future)
+            except asyncio.CancelledError:
+                if not future.done():
+                    # A pyghmi login can wait for a lost reply with no retry timer left, for ever (seen at 5 %
+                    # loss): tell it to give up, and free the gate after a grace even if it does not.
+                    abandon_login(self.options, self.options.password.reveal(), self._kg())
+                    self._logins.release_later(release, LOGIN_ABANDON_GRACE, self.where)
+                raise
             self._link = link
             self._log.debug("ipmi_session_opened", suite=link.suite)
         return link
@@ -200,6 +209,9 @@ class IpmiSession:
             finally:
                 if link.poisoned and self._link is link:
                     self._poison("failed")
+
+    def _kg(self) -> str | None:
+        return self.options.kg.reveal() if self.options.kg is not None else None
 
     @property
     def negotiated_suite(self) -> int | None:
