@@ -1,9 +1,11 @@
-"""Process-wide mitigations for pyghmi: capped I/O waits (ipmi.md §1.3), a fine clock, one lock instead of two."""
+"""Process-wide mitigations for pyghmi: capped I/O waits (ipmi.md §1.3), a fine clock, one lock instead of two, poll."""
 
 from __future__ import annotations
 
+import select
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import pyghmi.ipmi.private.session as ipmi_session
@@ -55,8 +57,42 @@ def merge_session_locks() -> None:
             ipmi_session.WAITING_SESSIONS = shared
 
 
+class PollSelect:
+    """Stands in for the `select` module inside pyghmi: `select()` on read sets through poll(2).
+
+    pyghmi's I/O thread waits in `select.select`, which refuses descriptors >= 1024 (FD_SETSIZE) with ValueError
+    and the thread dies: every IPMI call of the process then waits for ever. A daemon with hundreds of console
+    connections and log files opens pyghmi's sockets above 1024 as the fleet grows (seen at ~600 BMCs + 500
+    consoles: the whole IPMI side stopped 40 s after start). poll(2) has no such limit.
+    """
+
+    error = select.error
+
+    @staticmethod
+    def select(rlist: Sequence[Any], wlist: Sequence[Any], xlist: Sequence[Any], timeout: float | None = None) -> Any:
+        """Readable members of `rlist` (pyghmi passes no write or error sets)."""
+        if wlist or xlist:
+            raise ValueError("PollSelect supports read sets only")
+        poller = select.poll()
+        by_fd = {}
+        for member in rlist:
+            fd = member if isinstance(member, int) else member.fileno()
+            by_fd[fd] = member
+            poller.register(fd, select.POLLIN)
+        wait_ms = None if timeout is None else max(0.0, timeout) * 1000.0
+        ready = [by_fd[fd] for fd, _ in poller.poll(wait_ms) if fd in by_fd]
+        return ready, [], []
+
+
+def poll_instead_of_select() -> None:
+    """Make pyghmi's I/O thread use poll(2) (idempotent): see PollSelect."""
+    with _lock:
+        ipmi_session.select = PollSelect
+
+
 def apply() -> None:
     """Every mitigation, once per process."""
     cap_io_wait()
     fine_clock()
     merge_session_locks()
+    poll_instead_of_select()

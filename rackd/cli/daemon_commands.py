@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import sys
 import threading
 from typing import Any
@@ -42,6 +43,22 @@ def check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _raise_descriptor_limit() -> None:
+    """Lift the soft limit on open files to the hard one.
+
+    Every console holds a connection and a log file, every PDU and every 64 BMCs a socket: a site needs more than
+    the 1,024 a login shell or a unit without LimitNOFILE= gives by default, and running out (EMFILE) fails
+    connections one by one at random.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError) as exc:
+            structlog.get_logger(__name__).warning("nofile_limit_not_raised", soft=soft, hard=hard, error=str(exc))
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the daemon until SIGTERM/SIGINT."""
     from rackd.runtime.supervisor import run_daemon  # noqa: PLC0415 - keep `rackd --help` light
@@ -50,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     config = _load(args, registry)
     if config is None:
         return 1
+    _raise_descriptor_limit()
     code = asyncio.run(run_daemon(config, registry))
     busy = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon and t.is_alive()]
     if busy:
