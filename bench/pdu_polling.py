@@ -194,9 +194,9 @@ async def measure(sizes: list[int], outlet_counts: list[int], rounds: int, workd
             "their CPU is not counted."
         ),
         (
-            f"rackd: the `snmp` driver in this process (one pysnmp engine, GETBULK of the needed columns, in-flight "
-            f"cap); a poll is `read_sensors()`; every PDU of the fleet polled at once; {rounds} rounds after a "
-            "warm-up. "
+            f"rackd: the `snmp` driver in this process (the lean v1/v2c codec, GETBULK of the needed columns, "
+            f"in-flight cap); a poll is `read_sensors()`; every PDU of the fleet polled at once; {rounds} rounds "
+            "after a warm-up. "
             "CPU = getrusage(RUSAGE_SELF)."
         ),
         (
