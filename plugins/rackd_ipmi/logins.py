@@ -61,10 +61,17 @@ class LoginGate:
         return release
 
     @staticmethod
-    def release_later(release: Callable[[], None], grace: float, where: str) -> None:
-        """Free the place `grace` s from now even if the login's thread is still inside pyghmi (it is logged)."""
+    def release_later(
+        release: Callable[[], None], grace: float, where: str, *, before: Callable[[], None] | None = None
+    ) -> None:
+        """Free the place `grace` s from now, even if the login's thread is still inside pyghmi (logged).
+
+        `before` runs first: it tells that thread to give up.
+        """
 
         def free() -> None:
+            if before is not None:
+                before()
             released_before = getattr(release, "released", lambda: True)()
             release()
             if not released_before:

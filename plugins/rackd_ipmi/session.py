@@ -192,10 +192,14 @@ class IpmiSession:
                 link = await self._result(future)
             except asyncio.CancelledError:
                 if not future.done():
-                    # A pyghmi login can wait for a lost reply with no retry timer left, for ever (seen at 5 %
-                    # loss): tell it to give up, and free the gate after a grace even if it does not.
-                    abandon_login(self.options, self.options.password.reveal(), self._kg())
-                    self._logins.release_later(release, LOGIN_ABANDON_GRACE, self.where)
+                    # A login that finishes late is logged out (_adopt_orphan); one still running after the grace
+                    # may wait for a lost reply with no retry timer left, for ever (seen at 5 % loss): it is told
+                    # to give up then, and the gate is freed even if it does not.
+                    def give_up() -> None:
+                        if not future.done():
+                            abandon_login(self.options, self.options.password.reveal(), self._kg())
+
+                    self._logins.release_later(release, LOGIN_ABANDON_GRACE, self.where, before=give_up)
                 raise
             self._link = link
             self._log.debug("ipmi_session_opened", suite=link.suite)
