@@ -8,12 +8,8 @@ The daemon-level proof (events on MQTT, the structured log) is tests/reliability
 
 from __future__ import annotations
 
-import errno
 import os
 import re
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,36 +18,18 @@ import pytest
 from rackd.console.logfile import RETRY_INTERVAL, ConsoleLog, Outage
 from rackd.console.logformat import device_bytes, log_files, markers, parse_lines
 from rackd.testing.clock import ManualClock
+from rackd.testing.small_disk import PAGE, fill, mounted_tmpfs
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to mount a small tmpfs")
 
 FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 STAMP = re.compile(rb"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z [|#%] ")
-PAGE = 4096
 
 
 @pytest.fixture
 def disk() -> Iterator[Path]:
-    mount_point = Path(tempfile.mkdtemp(prefix="rackd-console-full-"))
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=128k,mode=0755", "tmpfs", str(mount_point)], check=True)
-    yield mount_point
-    subprocess.run(["umount", "-l", str(mount_point)], check=False)
-    shutil.rmtree(mount_point, ignore_errors=True)
-
-
-def fill(disk: Path) -> Path:
-    filler = disk / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        while True:
-            try:
-                os.write(fd, b"\0" * PAGE)
-            except OSError as exc:
-                if exc.errno != errno.ENOSPC:
-                    raise
-                return filler
-    finally:
-        os.close(fd)
+    with mounted_tmpfs("128k", prefix="rackd-console-full-") as mount_point:
+        yield mount_point
 
 
 def contents(path: Path) -> list[bytes]:

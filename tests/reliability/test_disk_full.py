@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
-import shutil
 import sqlite3
-import subprocess
-import tempfile
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +13,7 @@ import pytest
 
 from rackd.testing.broker import Mosquitto
 from rackd.testing.processes import DaemonProcess, wait_until
+from rackd.testing.small_disk import fill, mounted_tmpfs
 from rackd.testing.watcher import MqttWatcher, Received
 
 pytestmark = [
@@ -27,26 +24,8 @@ pytestmark = [
 
 @pytest.fixture
 def small_disk() -> Iterator[Path]:
-    mount_point = Path(tempfile.mkdtemp(prefix="rackd-full-"))
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k,mode=0755", "tmpfs", str(mount_point)], check=True)
-    yield mount_point
-    subprocess.run(["umount", "-l", str(mount_point)], check=False)
-    shutil.rmtree(mount_point, ignore_errors=True)
-
-
-def fill(disk: Path) -> Path:
-    filler = disk / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        while True:
-            try:
-                os.write(fd, b"\0" * 4096)  # unbuffered: ENOSPC arrives here, not at close
-            except OSError as exc:
-                if exc.errno != errno.ENOSPC:
-                    raise
-                return filler
-    finally:
-        os.close(fd)
+    with mounted_tmpfs("512k") as disk:
+        yield disk
 
 
 def spooled(path: Path) -> int:

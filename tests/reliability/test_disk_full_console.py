@@ -9,13 +9,9 @@ the broker and the MQTT subscriber are the real ones.
 from __future__ import annotations
 
 import datetime as dt
-import errno
 import json
 import os
 import re
-import shutil
-import subprocess
-import tempfile
 import textwrap
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -32,6 +28,7 @@ from rackd.console.logfile import HOLD_BYTES
 from rackd.console.logformat import device_bytes, markers, parse_lines
 from rackd.testing.broker import Mosquitto
 from rackd.testing.processes import DaemonProcess
+from rackd.testing.small_disk import fill, mounted_tmpfs
 from rackd.testing.watcher import MqttWatcher, Received
 
 pytestmark = [
@@ -48,11 +45,8 @@ SENTINEL = "[ 4242.000001] Out of memory: Killed process 4711 (python3)"  # a co
 
 @pytest.fixture
 def small_disk() -> Iterator[Path]:
-    mount_point = Path(tempfile.mkdtemp(prefix="rackd-console-full-"))
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k,mode=0755", "tmpfs", str(mount_point)], check=True)
-    yield mount_point
-    subprocess.run(["umount", "-l", str(mount_point)], check=False)
-    shutil.rmtree(mount_point, ignore_errors=True)
+    with mounted_tmpfs("512k", prefix="rackd-console-full-") as disk:
+        yield disk
 
 
 @pytest_asyncio.fixture
@@ -61,21 +55,6 @@ async def sim() -> AsyncIterator[ConsoleServerSim]:
     await server.start()
     yield server
     await server.close()
-
-
-def fill(disk: Path) -> Path:
-    filler = disk / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        while True:
-            try:
-                os.write(fd, b"\0" * 4096)  # unbuffered: ENOSPC arrives here, not at close
-            except OSError as exc:
-                if exc.errno != errno.ENOSPC:
-                    raise
-                return filler
-    finally:
-        os.close(fd)
 
 
 def event(kind: str) -> Callable[[Received], bool]:
