@@ -37,7 +37,7 @@ class WorkerPool(ThreadPoolExecutor):
         self._pending: set[Future[Any]] = set()
         # A heap of (urgency, job start, arrival, ticket): a poll that has begun is finished before new ones start.
         self._waiters: list[tuple[tuple[int, float], int, asyncio.Future[None]]] = []
-        self._order = itertools.count()
+        self._arrivals = itertools.count()
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # --- admitted work ---------------------------------------------------------------------------------
@@ -75,7 +75,7 @@ class WorkerPool(ThreadPoolExecutor):
             if self._busy < self.workers and not self._waiters:
                 self._busy += 1
                 return
-            heapq.heappush(self._waiters, (priority, next(self._order), ticket))
+            heapq.heappush(self._waiters, (priority, next(self._arrivals), ticket))
         try:
             await ticket
         except asyncio.CancelledError:

@@ -17,6 +17,23 @@ log = structlog.get_logger(__name__)
 BmcKey = tuple[str, int, str]  # host, port, user: what pyghmi de-duplicates sessions by
 
 
+class LoginPlace:
+    """A login place held; calling it gives the place back (once, however many times it is called)."""
+
+    def __init__(self, slots: asyncio.Semaphore, bmc: asyncio.Lock) -> None:
+        """Both are already acquired."""
+        self._slots = slots
+        self._bmc = bmc
+        self.held = True
+
+    def __call__(self) -> None:
+        """Release the place."""
+        if self.held:
+            self.held = False
+            self._slots.release()
+            self._bmc.release()
+
+
 class LoginGate:
     """Bounds concurrent logins and serializes the logins to one BMC.
 
@@ -33,7 +50,7 @@ class LoginGate:
         self._slots: asyncio.Semaphore | None = None
         self._per_bmc: dict[BmcKey, asyncio.Lock] = {}
 
-    async def acquire(self, key: BmcKey) -> Callable[[], None]:
+    async def acquire(self, key: BmcKey) -> LoginPlace:
         """Wait for a login place for this BMC (the caller's deadline paused meanwhile); returns its release."""
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.slots)
@@ -48,21 +65,11 @@ class LoginGate:
         except BaseException:
             bmc.release()
             raise
-        released = False
-
-        def release() -> None:
-            nonlocal released
-            if not released:
-                released = True
-                slots.release()
-                bmc.release()
-
-        release.released = lambda: released  # type: ignore[attr-defined]  # for release_later's log line
-        return release
+        return LoginPlace(slots, bmc)
 
     @staticmethod
     def release_later(
-        release: Callable[[], None], grace: float, where: str, *, before: Callable[[], None] | None = None
+        place: LoginPlace, grace: float, where: str, *, before: Callable[[], None] | None = None
     ) -> None:
         """Free the place `grace` s from now, even if the login's thread is still inside pyghmi (logged).
 
@@ -72,9 +79,8 @@ class LoginGate:
         def free() -> None:
             if before is not None:
                 before()
-            released_before = getattr(release, "released", lambda: True)()
-            release()
-            if not released_before:
+            if place.held:
+                place()
                 log.warning("ipmi_login_thread_stuck", bmc=where, grace=grace)
 
         asyncio.get_running_loop().call_later(grace, free)

@@ -346,7 +346,7 @@ class IpmiSession:
         """Serial-over-LAN to the server's serial console (a stale payload of another client is taken over)."""
         stream = SolStream(self.options, self._pool, self._sol_pump)
         password = self.options.password.reveal()
-        kg = self.options.kg.reveal() if self.options.kg is not None else None
+        kg = self._kg()
         release = await self._logins.acquire(self._bmc_key)  # the console logs in on its own
         try:
             await stream.start(password, kg, SOL_ACTIVATION_TIMEOUT)

@@ -29,7 +29,6 @@ class CallDeadline:
         reschedule: Callable[[float], None],
     ) -> None:
         """A deadline `seconds` from now; `reschedule(when)` moves the runtime's timeout to `when`."""
-        self.seconds = seconds
         self.queue_limit = queue_limit
         self.urgent = urgent
         self.order = now() if order is None else order  # queue position among calls of equal urgency

@@ -71,37 +71,37 @@ class DeviceReader:
     targets: list[PowerTarget] | None = None
     inventory: Inventory | None = None
     inventory_tried: bool = False
-    _order: float | None = None  # the running poll's start: its calls share one place in the driver's queue
 
     async def read(self, log_cursor: str | None, *, read_log: bool = True, order: float | None = None) -> DeviceRead:
         """Poll everything the session offers; UnsupportedError of an optional part is noted, not fatal."""
-        self._order = order if order is not None else self.clock.monotonic()
+        began = order if order is not None else self.clock.monotonic()  # the poll's calls share one queue place
+
+        async def call(what: str, work: Callable[[], Awaitable[T]]) -> T:
+            return await call_with_deadline(
+                self.clock, self.call_timeout, what, work, queue_limit=self.queue_limit, order=began
+            )
+
         result = DeviceRead()
         session = self.session
         if isinstance(session, InventorySource) and not self.inventory_tried:
             self.inventory_tried = True
             try:
-                self.inventory = await self._call("inventory", session.read_inventory)
+                self.inventory = await call("inventory", session.read_inventory)
             except UnsupportedError:
                 result.unsupported.append("inventory")
         result.inventory = self.inventory
         if isinstance(session, PowerControl):
             if self.targets is None:
-                self.targets = list(await self._call("power targets", session.power_targets))
+                self.targets = list(await call("power targets", session.power_targets))
             for target in self.targets:
-                result.power[target.id] = await self._call(
+                result.power[target.id] = await call(
                     f"power state of {target.id}", functools.partial(session.get_power, target.id)
                 )
         if isinstance(session, SensorSource):
-            result.readings = list(await self._call("sensors", session.read_sensors))
+            result.readings = list(await call("sensors", session.read_sensors))
         if read_log and isinstance(session, EventLogSource):
             try:
-                result.log = await self._call("event log", lambda: session.read_log(log_cursor))
+                result.log = await call("event log", lambda: session.read_log(log_cursor))
             except UnsupportedError:
                 result.unsupported.append("event_log")
         return result
-
-    async def _call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
-        return await call_with_deadline(
-            self.clock, self.call_timeout, what, call, queue_limit=self.queue_limit, order=self._order
-        )
