@@ -17,7 +17,7 @@ from rackd_ipmi.session import IpmiSession
 from rackd_sim.bmc.process import BmcProcess
 
 from bench.cpu import Meter, children_cpu
-from bench.fleet import bmc_fleet
+from bench.fleet import bmc_fleet, unwind_on_sigterm
 from bench.ipmi_sim import PASSWORD as SIM_PASSWORD
 from bench.ipmi_sim import USER as SIM_USER
 from bench.ipmi_sim import ipmi_sim_fleet
@@ -236,6 +236,7 @@ async def measure(sizes: list[int], big: list[int], rounds: int, workdir: Path) 
 def main() -> None:
     """Parse flags, run, write bench/results/bmc_polling.{md,json}."""
     parser = arguments(__doc__ or "")
+    unwind_on_sigterm()
     parser.add_argument("--bmcs", default="10,100", help="fleet sizes of pyghmi simulator processes (comma-separated)")
     parser.add_argument("--ipmi-sim", default="500", help="fleet sizes of OpenIPMI ipmi_sim processes ('' for none)")
     parser.add_argument("--rounds", type=int, default=3, help="measured polls per BMC")

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from bench.daemon import Daemon, base_sections, render
-from bench.fleet import JsonLineProcess
+from bench.fleet import JsonLineProcess, unwind_on_sigterm
 from bench.report import Table, arguments
 from rackd.testing.broker import Mosquitto
 
@@ -120,6 +120,7 @@ def measure(sizes: list[int], window: float, workdir: Path) -> Table:
 def main() -> None:
     """Parse flags, run, write bench/results/consoles.{md,json}."""
     parser = arguments(__doc__ or "")
+    unwind_on_sigterm()
     parser.add_argument("--consoles", default="50,200", help="comma-separated console counts")
     parser.add_argument("--window", type=float, default=30.0, help="seconds measured per count")
     args = parser.parse_args()

@@ -19,7 +19,7 @@ from rackd_snmp.options import SnmpOptions
 from rackd_snmp.session import SnmpSession
 
 from bench.cpu import Meter, children_cpu
-from bench.fleet import JsonLineProcess
+from bench.fleet import JsonLineProcess, unwind_on_sigterm
 from bench.report import Table, arguments
 from rackd.drivers.contract import SessionContext
 from rackd.logs import configure_logging
@@ -211,6 +211,7 @@ async def measure(sizes: list[int], outlet_counts: list[int], rounds: int, workd
 def main() -> None:
     """Parse flags, run, write bench/results/pdu_polling.{md,json}."""
     parser = arguments(__doc__ or "")
+    unwind_on_sigterm()
     parser.add_argument("--pdus", default="1,10,100", help="comma-separated fleet sizes (24-outlet PDUs)")
     parser.add_argument("--rounds", type=int, default=5, help="measured polls per PDU")
     args = parser.parse_args()

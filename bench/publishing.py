@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.cpu import Meter, process_cpu
+from bench.fleet import unwind_on_sigterm
 from bench.report import Table, arguments
 from rackd.bus.codec import telemetry_payload
 from rackd.bus.mqtt import MqttBus
@@ -204,6 +205,7 @@ async def measure(count: int, per_message: int, rounds: int, workdir: Path) -> T
 def main() -> None:
     """Parse flags, run, write bench/results/publishing.{md,json}."""
     parser = arguments(__doc__ or "")
+    unwind_on_sigterm()
     parser.add_argument("--devices", type=int, default=200)
     parser.add_argument("--readings", type=int, default=20, help="readings per telemetry message")
     parser.add_argument("--rounds", type=int, default=50)

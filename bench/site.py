@@ -28,7 +28,7 @@ from typing import Any
 import aiomqtt
 
 from bench.daemon import Daemon, base_sections, render
-from bench.fleet import JsonLineProcess, bmc_fleet
+from bench.fleet import JsonLineProcess, bmc_fleet, unwind_on_sigterm
 from bench.ipmi_sim import ipmi_sim_fleet
 from bench.report import Table, arguments
 from bench.udp_tap import UdpTap
@@ -356,6 +356,7 @@ def table_of(result: dict[str, Any], quick: bool) -> Table:
 def main() -> None:
     """Parse flags, run, write bench/results/site.{md,json}."""
     parser = arguments(__doc__ or "")
+    unwind_on_sigterm()
     parser.add_argument("--bmcs", type=int, default=1000)
     parser.add_argument(
         "--bmc-impl",

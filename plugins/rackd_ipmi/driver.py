@@ -16,18 +16,20 @@ from rackd_ipmi.executor import WorkerPool
 from rackd_ipmi.link import BmcLink
 from rackd_ipmi.logins import LoginGate
 from rackd_ipmi.options import IpmiOptions
+from rackd_ipmi.pump import LoopPump
 from rackd_ipmi.session import IpmiSession
-from rackd_ipmi.sol import SolPump
 
 log = structlog.get_logger(__name__)
 
 # Threads mostly wait on the network (a lost packet costs a 0.5-1 s retransmission wait), so the pool is wider
 # than the cores; the site benchmark (docs/benchmarks.md) sized it.
 DEFAULT_WORKERS = 64
-# One login at a time in the whole process: concurrent pyghmi logins over a lossy link wedge its login state
-# machine (16 at once at 5 % loss: every login thread waited > 3 min, nothing moved). BMCs that do not answer
-# never reach the gate (presence probe), so a hung tenth of the fleet cannot hold it.
-CONCURRENT_LOGINS = 1
+# Logins at once in the whole process. It was 1 while concurrent pyghmi logins wedged under loss; the causes were
+# a login step that blocked whichever thread ran it, a socket-mode race that blocked pyghmi's I/O thread and a
+# logout that waited under pyghmi's global lock (all fixed in pyghmi_patches). With 8, the site benchmark brought
+# 900 BMCs up in under a minute at 5 % loss (one at a time: ~3 logins/s). BMCs that do not answer never reach the
+# gate (presence probe), so a hung tenth of the fleet cannot hold it.
+CONCURRENT_LOGINS = 8
 SHUTDOWN_GRACE = 5.0
 
 
@@ -47,7 +49,7 @@ class IpmiDriver:
         self._logins = LoginGate(CONCURRENT_LOGINS)
         self._auth_failures: dict[tuple[str, int, str], tuple[float, str]] = {}
         self._closed = False
-        self._sol_pump = SolPump()  # one thread for every open SOL console of the process
+        self._pump = LoopPump()  # keepalives and retry timers of every session, SOL traffic of every console
 
     async def open(self, context: SessionContext, options: Any) -> IpmiSession:
         """Log in to one BMC; AuthError is remembered so a refused password is not retried for a while."""
@@ -70,7 +72,7 @@ class IpmiDriver:
                 self._auth_failures[key] = (time.monotonic(), fingerprint)
                 raise
 
-        session = IpmiSession(context, options, self._executor, self._logins, login, self._discard, self._sol_pump)
+        session = IpmiSession(context, options, self._executor, self._logins, login, self._discard, self._pump)
         try:
             await session.open()
         except BaseException:

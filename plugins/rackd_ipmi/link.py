@@ -13,7 +13,7 @@ from pyghmi.exceptions import IpmiException
 from pyghmi.ipmi import command as ipmi_command
 from pyghmi.ipmi.private import session as ipmi_session
 
-from rackd.errors import DeviceError, UnsupportedError
+from rackd.errors import DeviceError, DeviceProtocolError, UnsupportedError
 from rackd_ipmi.options import PRIVILEGE_LEVELS, IpmiOptions
 from rackd_ipmi.translate import call_error, login_error
 
@@ -26,6 +26,7 @@ NO_RESPONSE = 0xFFFF  # pyghmi's completion code for 'the BMC did not answer'
 NETFN_APP, CMD_CLOSE_SESSION = 0x06, 0x3C
 CLOSE_COPIES = 3  # at 30 % loss one copy in 37 sessions never arrives, instead of one in 3
 CLOSE_SPACING = 0.05  # seconds between copies
+SHORT_REPLY = (IndexError, struct.error)  # what pyghmi raises on a reply shorter than it expects
 
 
 def abandon_login(options: IpmiOptions, password: str, kg: str | None) -> None:
@@ -138,6 +139,12 @@ class BmcLink:
             raise self.fail(what, exc) from None
         except OSError as exc:
             raise self.fail(what, exc) from None
+        except SHORT_REPLY as exc:
+            # pyghmi indexes into replies without checking their completion code or length: a reply with an error
+            # code and no data (or a stray one) surfaces as IndexError deep inside it (site benchmark: Get Device ID
+            # under loss). That is the BMC's reply, not a rackd bug; the session's state is unknown afterwards.
+            self.poison()
+            raise DeviceProtocolError(f"{self.where}: {what}: malformed or short reply ({exc!r})") from None
         self.last_used = time.monotonic()
         return result
 

@@ -37,11 +37,10 @@ class LoginPlace:
 class LoginGate:
     """Bounds concurrent logins and serializes the logins to one BMC.
 
-    Bounded (the driver allows one at a time: concurrent pyghmi logins stall, ipmi.md §1.3, and over a lossy
-    link they wedged pyghmi's login state machine outright); serialized per BMC (the poller and its SOL console)
-    whatever the bound, because pyghmi hands a second login to the same BMC the first one's half-made session.
-    Without loss, 100 and 300 concurrent logins against ipmi_sim finished in 0.2-0.8 s with the capped I/O wait;
-    at 5 % loss 16 concurrent logins all stopped for minutes.
+    Bounded (driver.CONCURRENT_LOGINS): every login holds a worker thread for its whole exchange, and a burst of
+    logins at start or after a network blip must leave threads for polls and commands. Serialized per BMC (the
+    poller and its SOL console) whatever the bound, because pyghmi hands a second login to the same BMC the first
+    one's half-made session.
     """
 
     def __init__(self, slots: int) -> None:

@@ -1,14 +1,18 @@
-"""Process-wide mitigations for pyghmi: capped I/O waits (ipmi.md §1.3), a fine clock, one lock instead of two, poll."""
+"""Process-wide mitigations for pyghmi's shared I/O loop: waits, clock, locks, poll, socket modes, login step."""
 
 from __future__ import annotations
 
+import contextlib
+import random
 import select
+import socket
 import threading
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import pyghmi.ipmi.private.session as ipmi_session
+from pyghmi.ipmi.private.util import get_ipmi_error
 
 IO_WAIT_CAP = 0.02  # seconds; callers loop on their own deadlines, so a short wait only costs a re-check
 _lock = threading.Lock()
@@ -90,9 +94,141 @@ def poll_instead_of_select() -> None:
         ipmi_session.select = PollSelect
 
 
+def _send(sock: Any, packet: bytes, address: Any) -> None:
+    if hasattr(sock, "fd"):
+        sock = sock.fd  # pyghmi's own special case for eventlet's green sockets
+    # As pyghmi: a packet that could not be sent is a lost packet, and the retry timer deals with it.
+    with contextlib.suppress(OSError):
+        sock.sendto(packet, address)
+
+
+def _receive(sock: Any, size: int) -> Any:
+    try:
+        return sock.recvfrom(size, socket.MSG_DONTWAIT)
+    except OSError:
+        return None  # nothing queued (EAGAIN), as pyghmi expects
+
+
+def socket_modes_untouched() -> None:
+    """Send and receive on pyghmi's shared sockets without switching their blocking mode (idempotent).
+
+    pyghmi's `_io_sendto` switches the socket to blocking before each send and its `_io_recvfrom` switches it
+    back to non-blocking before each receive. Several sessions share a socket and send from any worker thread
+    while pyghmi's I/O thread receives, so a send landing between the I/O thread's switch and its `recvfrom`
+    left that thread in a blocking receive: every IPMI exchange of the process then stopped until a packet
+    happened to reach that one socket. Seen in the 1,000-BMC site benchmark once logins ran concurrently: 64
+    workers waiting for replies, CPU idle, the I/O thread's kernel stack in `__skb_wait_for_more_packets`. With
+    MSG_DONTWAIT a receive never waits whatever the socket's mode, and nothing changes the mode any more.
+    """
+    with _lock:
+        ipmi_session._io_sendto = _send
+        ipmi_session._io_recvfrom = _receive
+
+
+NETFN_APP, CMD_SET_SESSION_PRIVILEGE = 0x06, 0x3B
+ADMINISTRATOR, OPERATOR = 4, 3
+REFUSED_LEVEL = (0x80, 0x81)  # Set Session Privilege Level: 'not available for this user' / 'exceeds the limit'
+
+
+def _request_privilege(session: Any) -> None:
+    """The last login step (Set Session Privilege Level), sent with a callback instead of waited for.
+
+    Replaces pyghmi's `Session._req_priv_level`, which sends the request with a blocking `raw_command`. pyghmi
+    runs that step from `_got_rakp4`, i.e. in whichever thread happened to process the RAKP 4 packet: a thread
+    logging in BMC A, or polling BMC C, finds itself waiting for BMC B's reply, processing only B's packets. Under
+    packet loss B re-logs in from inside that wait and the nested exchange never sees its reply: with 8 logins at
+    once next to 300 logged-in BMCs at 5 % loss, every login thread stopped within 90 s (a /tmp experiment; the
+    stacks showed two threads inside other sessions' `_req_priv_level`). The site benchmark saw the same at 4
+    concurrent logins, which is why logins ran one at a time. Sent with a callback, the step only transmits: the
+    login stays a state machine that any thread can advance without blocking.
+    """
+    session.logged = 1
+    session.logoutexpiry = None
+    session.maxtimeout = 4  # pyghmi's value for this step
+    # A lost reply fails this login (the driver logs in afresh) rather than pyghmi re-logging in from the timer.
+    session.logontries = 0
+    _send_privilege_request(session, session.privlevel)
+
+
+def _send_privilege_request(session: Any, level: int) -> None:
+    def answered(response: dict[str, Any]) -> None:
+        session.incommand = False  # what raw_command's caller must do when it passes a callback
+        while session.evq:
+            session.evq.popleft().set()
+        if "error" in response:  # pyghmi's timer gave up: no reply
+            _login_failed(session, f"{response['error']} while requesting privilege level {level}")
+            return
+        code = response.get("code", 0)
+        if code in REFUSED_LEVEL and level == ADMINISTRATOR:
+            session.privlevel = OPERATOR  # as pyghmi: some BMCs accept the login and then refuse administrator
+            _send_privilege_request(session, OPERATOR)
+            return
+        if code:
+            suffix = f" while requesting privilege level {level} for {session.userid!r}"
+            _login_failed(session, get_ipmi_error(response, suffix=suffix) or f"completion code 0x{code:02X}{suffix}")
+            return
+        session.logontries = 1  # as pyghmi after a login: one re-login to heal an established session
+        session.logging = False
+        with ipmi_session.util.protect(ipmi_session.KEEPALIVE_SESSIONS):
+            ipmi_session.Session.keepalive_sessions[session] = {
+                "ipmisession": session,
+                "timeout": ipmi_session._monotonic_time() + ipmi_session.MAX_IDLE - random.random() * 4.9,
+            }
+        session.onlogon({"success": True})
+
+    session.raw_command(netfn=NETFN_APP, command=CMD_SET_SESSION_PRIVILEGE, data=[level], callback=answered)
+
+
+def _login_failed(session: Any, error: str) -> None:
+    session.logged = 0
+    session.onlogpayload = None
+    session.logging = False
+    session.onlogon({"error": error})  # pyghmi's onlogon marks the session broken: the constructor raises
+
+
+def privilege_step_never_blocks() -> None:
+    """Install `_request_privilege` as pyghmi's last login step (idempotent)."""
+    with _lock:
+        ipmi_session.Session._req_priv_level = _request_privilege
+
+
+def mark_broken_without_waiting() -> None:
+    """Make pyghmi's `_mark_broken` never wait and keep the first reason it was given (idempotent).
+
+    Never to wait: pyghmi marks a session broken from its timer loop (`wait_for_rsp`) while it holds the global
+    session-table lock, and `_mark_broken` logs out, sending Close Session through `raw_command`, which first
+    waits (`_cmdwait`) until the session's command in progress is over — up to its whole retry window (~6 s).
+    That command's thread cannot end it, because it needs the same lock to process its reply. Every IPMI exchange
+    of the process stopped meanwhile, the replies left unprocessed timed out in turn, and the next timer pass
+    broke more sessions the same way: in the 1,000-BMC site benchmark, 63 of 64 workers waited on that lock while
+    one sat in `_cmdwait` under it, and polls were skipped by the hundred. The session is being torn down, so its
+    command in progress is over: it is marked so, and Close Session goes out at once.
+
+    The first reason: when a login request times out, pyghmi reports the timeout to the login step, which marks
+    the session broken with a reason, and then marks it broken once more without one: the login failed with
+    `IpmiException(None)`.
+    """
+    with _lock:
+        original = ipmi_session.Session._mark_broken
+        if getattr(original, "rackd_patched", False):
+            return
+
+        def mark_broken(session: Any, error: Any = None) -> Any:
+            if error is None and session.broken:
+                error = getattr(session, "errormsg", None)
+            session.incommand = False
+            return original(session, error)
+
+        mark_broken.rackd_patched = True  # type: ignore[attr-defined]  # marker against double patching
+        ipmi_session.Session._mark_broken = mark_broken
+
+
 def apply() -> None:
     """Every mitigation, once per process."""
     cap_io_wait()
     fine_clock()
     merge_session_locks()
     poll_instead_of_select()
+    socket_modes_untouched()
+    privilege_step_never_blocks()
+    mark_broken_without_waiting()

@@ -33,8 +33,9 @@ from rackd_ipmi.link import BmcLink, abandon_login
 from rackd_ipmi.logins import LoginGate
 from rackd_ipmi.options import IpmiOptions
 from rackd_ipmi.presence import bmc_answers
+from rackd_ipmi.pump import LoopPump
 from rackd_ipmi.sensors import psu_input_power, to_readings
-from rackd_ipmi.sol import SolPump, SolStream
+from rackd_ipmi.sol import SolStream
 from rackd_ipmi.translate import completion_error
 
 log = structlog.get_logger(__name__)
@@ -75,7 +76,7 @@ class IpmiSession:
         logins: LoginGate,
         login: LoginFactory,
         discard: Callable[[BmcLink], None],
-        sol_pump: SolPump,
+        pump: LoopPump,
     ) -> None:
         """Wire the session to the driver's thread pool and login gate; `open()` logs in."""
         self.context = context
@@ -86,7 +87,7 @@ class IpmiSession:
         self._bmc_key = (options.host, options.port, options.username)
         self._login = login
         self._discard = discard
-        self._sol_pump = sol_pump
+        self._pump = pump
         self._link: BmcLink | None = None
         self._abandoned: Future[Any] | None = None  # a call that missed its deadline and still runs
         self._lock = asyncio.Lock()  # one call at a time per BMC
@@ -102,6 +103,7 @@ class IpmiSession:
         """Log in (a bounded number of logins run at once; one at a time per BMC)."""
         async with self._lock:
             await self._ensure_link()
+        self._pump.add(self)  # keepalives for this BMC's sessions while it is idle between polls
 
     async def _run(self, func: Callable[[], T]) -> T:
         """Run blocking work on a pool thread; if our caller gives up (deadline), the session is poisoned."""
@@ -344,7 +346,7 @@ class IpmiSession:
 
     async def open_console(self) -> ConsoleStream:
         """Serial-over-LAN to the server's serial console (a stale payload of another client is taken over)."""
-        stream = SolStream(self.options, self._pool, self._sol_pump)
+        stream = SolStream(self.options, self._pool, self._pump)
         password = self.options.password.reveal()
         kg = self._kg()
         release = await self._logins.acquire(self._bmc_key)  # the console logs in on its own
@@ -361,6 +363,7 @@ class IpmiSession:
         if self._closed:
             return
         self._closed = True
+        self._pump.remove(self)
         link, self._link = self._link, None
         if link is None:
             return

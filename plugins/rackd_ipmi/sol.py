@@ -1,4 +1,4 @@
-"""SOL console: a ConsoleStream over pyghmi's Console, pumped by one dedicated thread per open console."""
+"""SOL console: a ConsoleStream over pyghmi's Console; the driver's LoopPump turns pyghmi's loop for it."""
 
 from __future__ import annotations
 
@@ -13,53 +13,14 @@ from pyghmi.ipmi import console as ipmi_console
 
 from rackd.errors import DeviceProtocolError, DeviceTimeoutError
 from rackd_ipmi.options import IpmiOptions
+from rackd_ipmi.pump import LoopPump
 
 log = structlog.get_logger(__name__)
-
-PUMP_WAIT = 0.2  # seconds per pyghmi event-loop turn of the pump thread (it re-checks for close in between)
-
-
-class SolPump:
-    """One thread for every open console of the driver: pyghmi needs some thread to keep turning its loop."""
-
-    def __init__(self) -> None:
-        """Idle until the first console is added."""
-        self._lock = threading.Lock()
-        self._streams: set[SolStream] = set()
-        self._thread: threading.Thread | None = None
-
-    def add(self, stream: SolStream) -> None:
-        """Pump for this console too (starts the thread when it is the first)."""
-        with self._lock:
-            self._streams.add(stream)
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="rackd-ipmi-sol", daemon=True)
-                self._thread.start()
-
-    def remove(self, stream: SolStream) -> None:
-        """Stop pumping for this console; the thread ends after the last one."""
-        with self._lock:
-            self._streams.discard(stream)
-
-    def _run(self) -> None:
-        while True:
-            with self._lock:
-                streams = list(self._streams)
-                if not streams:
-                    self._thread = None
-                    return
-            try:
-                ipmi_console.Console.wait_for_rsp(PUMP_WAIT)
-            except Exception as exc:  # noqa: BLE001 - the pump must survive one bad packet
-                log.debug("ipmi_sol_pump_error", error=repr(exc))
-            for stream in streams:
-                stream.poll_activation()
-
 
 class SolStream:
     """Console output arrives through pyghmi's iohandler (in pyghmi threads) and is queued for `read()`."""
 
-    def __init__(self, options: IpmiOptions, executor: Executor, pump: SolPump) -> None:
+    def __init__(self, options: IpmiOptions, executor: Executor, pump: LoopPump) -> None:
         """Not connected until `start()`."""
         self.where = options.where
         self._options = options
@@ -105,7 +66,7 @@ class SolStream:
     async def start(self, password: str, kg: str | None, activation_timeout: float) -> None:
         """Log in and activate the SOL payload (taking over a stale one); bounded by `timeout`."""
         await asyncio.wrap_future(self._executor.submit(self._open_blocking, password, kg))
-        self._pump.add(self)
+        self._pump.add(self, self.poll_activation)
         try:
             async with asyncio.timeout(activation_timeout):
                 await self._active.wait()

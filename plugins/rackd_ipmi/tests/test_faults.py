@@ -16,7 +16,7 @@ from rackd_ipmi.session import IpmiSession
 from rackd_sim.bmc.process import BmcProcess
 
 from rackd.drivers.contract import SessionContext
-from rackd.errors import DeviceError, DeviceTimeoutError, DeviceUnreachableError
+from rackd.errors import DeviceError, DeviceProtocolError, DeviceTimeoutError, DeviceUnreachableError
 from rackd.model import PowerState
 from rackd.runtime.clock import SystemClock
 from rackd.runtime.reader import call_with_deadline
@@ -288,3 +288,21 @@ async def test_a_silent_bmc_fails_its_presence_probe_without_taking_a_thread(
     finally:
         await driver.aclose()
         silent.close()
+
+
+async def test_an_empty_reply_is_a_device_error_not_a_driver_bug(
+    driver: IpmiDriver, sim: BmcProcess, context: SessionContext, options: OptionsFactory
+) -> None:
+    # pyghmi indexes into replies without checking their length: an empty Get Device ID reply (on the way to the
+    # FRU) raised IndexError, which the daemon reported as a driver bug (site benchmark, 5 % loss).
+    session = await driver.open(context, options(sim))
+    try:
+        sim.control("faults", empty_replies=True)
+        with pytest.raises(DeviceProtocolError, match="malformed or short reply"):
+            await session.read_inventory()
+        sim.control("faults", empty_replies=False)
+        inventory = await session.read_inventory()  # on a fresh session: the one that got the bad reply is gone
+        assert inventory.model
+        assert sim.status()["logins"] == 2
+    finally:
+        await session.close()

@@ -76,7 +76,7 @@ class BmcController:
 
     def _faults(self, request: JSON) -> JSON:
         faults = self.bmc.faults
-        for name in ("hang", "reject_credentials"):
+        for name in ("hang", "reject_credentials", "empty_replies"):
             if name in request:
                 setattr(faults, name, bool(request[name]))
         if "drop_rate" in request:

@@ -56,6 +56,7 @@ class Faults:
     drop_next: int = 0  # drop exactly this many incoming packets from now (a deterministic burst of loss)
     delay: float = 0.0  # seconds before each packet is handled (a slow BMC firmware)
     reject_credentials: bool = False  # every login fails with "unauthorized name"
+    empty_replies: bool = False  # every request after login is answered "success" with no data (broken firmware)
 
 
 class SimulatedBmc(pyghmi_bmc.Bmc):  # type: ignore[misc]  # pyghmi ships no types
@@ -315,6 +316,9 @@ class SimulatedBmc(pyghmi_bmc.Bmc):  # type: ignore[misc]  # pyghmi ships no typ
 
     def handle_raw_request(self, request: dict[str, Any], session: Any) -> None:
         """Commands the base class lacks; the rest goes to it."""
+        if self.faults.empty_replies:
+            session.send_ipmi_response(code=CC_OK)
+            return
         handler = self._handlers.get((request["netfn"], request["command"]))
         if handler is None:
             super().handle_raw_request(request, session)

@@ -1,0 +1,109 @@
+"""pyghmi's shared I/O loop, as patched: the last login step never holds a thread; sockets keep their mode."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pyghmi.ipmi.private.session as ipmi_session
+import pytest
+from pyghmi.ipmi import command as ipmi_command
+from pyghmi.ipmi.private.session import Session
+from rackd_ipmi import pyghmi_patches
+from rackd_sim.bmc.process import BmcProcess
+
+from rackd.model import PowerState
+
+SAFETY = 30.0  # seconds; only bounds a broken login loop so the test fails instead of hanging
+
+
+@pytest.fixture
+def logged_in(sim: BmcProcess) -> Iterator[Any]:
+    """A pyghmi Command logged in to the simulated BMC, with rackd's patches applied."""
+    pyghmi_patches.apply()
+    ep = sim.endpoint
+    assert ep is not None
+    command = ipmi_command.Command(bmc=ep.host, userid=ep.username, password=ep.password, port=ep.port)
+    yield command
+    command.ipmi_session.logout()
+
+
+def run_login_loop(session: Any) -> None:
+    """What pyghmi's Session constructor does after sending a login packet: let the shared loop advance it."""
+    give_up = time.monotonic() + SAFETY
+    while session.logging and time.monotonic() < give_up:
+        Session.wait_for_rsp()
+
+
+def test_privilege_step_returns_before_the_bmc_answers_and_completes_later(sim: BmcProcess, logged_in: Any) -> None:
+    # pyghmi runs this step from whichever thread processed the RAKP 4 packet. Its own version waits there for the
+    # reply, processing only this session's packets: other logins and polls that thread serves stop meanwhile, and
+    # under loss they never resumed (pyghmi_patches._request_privilege). The step must only transmit.
+    session = logged_in.ipmi_session
+    sim.control("faults", hang=True)
+    session.logging = True  # as between RAKP 4 and the end of the login
+    session._req_priv_level()
+    # pyghmi's blocking version only returns once its retries are spent, with the session broken.
+    assert session.logging
+    assert not session.broken
+    assert session in Session.waiting_sessions  # the request is in flight, under pyghmi's retry timer
+    sim.control("faults", hang=False)
+    run_login_loop(session)
+    assert not session.logging
+    assert not session.broken
+    assert session.logged
+    assert logged_in.get_power()["powerstate"] == PowerState.ON.value
+
+
+def test_privilege_step_without_a_reply_fails_the_login_with_a_clear_error(sim: BmcProcess, logged_in: Any) -> None:
+    session = logged_in.ipmi_session
+    sim.control("faults", hang=True)
+    session.logging = True
+    session._req_priv_level()
+    session.maxtimeout = 1  # one transmission only (pyghmi allows 4 s of retries): the BMC stays silent anyway
+    run_login_loop(session)
+    assert not session.logging
+    assert session.broken
+    assert "privilege level 4" in str(session.errormsg)
+
+
+def test_sending_and_receiving_leave_a_shared_socket_in_its_mode() -> None:
+    # pyghmi toggled the mode on every send and receive; a send from a worker thread between the I/O thread's
+    # switch to non-blocking and its recvfrom left the I/O thread blocked for good (pyghmi_patches).
+    pyghmi_patches.apply()
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as receiver,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender,
+    ):
+        receiver.bind(("127.0.0.1", 0))
+        sender.bind(("127.0.0.1", 0))
+        assert receiver.getblocking()
+        assert ipmi_session._io_recvfrom(receiver, 3000) is None  # nothing queued: returns at once, even blocking
+        assert receiver.getblocking()
+        sender.setblocking(False)
+        ipmi_session._io_sendto(sender, b"\x06\x00\xff\x07", receiver.getsockname())
+        assert not sender.getblocking()
+        data, source = ipmi_session._io_recvfrom(receiver, 3000)
+        assert data == b"\x06\x00\xff\x07"
+        assert source == sender.getsockname()
+
+
+def test_marking_a_busy_session_broken_closes_it_without_waiting_for_its_command(
+    sim: BmcProcess, logged_in: Any
+) -> None:
+    # pyghmi marks sessions broken from its timer loop while holding the global session lock; its logout then
+    # waited for the command in progress to end, which needs that lock: every IPMI exchange stopped (site bench).
+    session = logged_in.ipmi_session
+    assert sim.status()["established_sessions"] == 1
+    session.incommand = time.monotonic() + 3600  # a command in progress for the next hour
+    with ipmi_session.util.protect(ipmi_session.WAITING_SESSIONS):  # as in wait_for_rsp's timer pass
+        session._mark_broken("no answer")
+    assert session.broken
+    assert session.errormsg == "no answer"
+    # Close Session went out at once (pyghmi's would have waited the hour for the command to end)
+    for _ in range(50):
+        if sim.status()["open_sessions"] == 0:
+            break
+    assert sim.status()["open_sessions"] == 0
