@@ -69,6 +69,7 @@ class BmcController:
             "refused_full": stats.refused_full,
             "cold_resets": bmc.cold_resets,
             "sdr_record_reads": bmc.sdr_record_reads,
+            "sensor_reads": bmc.sensor_reads,
             "sol_active": bool(bmc.activated),
             "sel_entries": len(bmc.machine.sel.records()),
             "faults": vars(bmc.faults).copy(),

@@ -97,6 +97,7 @@ class SimulatedBmc(pyghmi_bmc.Bmc):  # type: ignore[misc]  # pyghmi ships no typ
         self._sdr_timestamp = int(time.time())
         self._sdr_reservation = 0
         self.sdr_record_reads = 0  # Get SDR requests served: tells tests whether a client used its SDR cache
+        self.sensor_reads = 0  # Get Sensor Reading requests served: tells tests how far a sensor walk has come
         self._started = time.monotonic()
         self.deviceid = 0x20
         self.revision = 0x01  # no device SDRs: clients use the SDR repository
@@ -331,6 +332,7 @@ class SimulatedBmc(pyghmi_bmc.Bmc):  # type: ignore[misc]  # pyghmi ships no typ
     # --- sensors and SDR -----------------------------------------------------------------------------
 
     def _get_sensor_reading(self, request: dict[str, Any], session: Any) -> None:
+        self.sensor_reads += 1
         spec = self.machine.by_number.get(request["data"][0])
         if spec is None:
             session.send_ipmi_response(code=CC_NOT_PRESENT)
