@@ -43,6 +43,35 @@ def abandon_login(options: IpmiOptions, password: str, kg: str | None) -> None:
         session.logging = False
 
 
+class HalfMadeSessions:
+    """Per BMC, the ids of sessions it made for logins that never completed, until a completed login closes them.
+
+    Logins to one BMC are serialized (LoginGate), so one BMC's list is never used by two logins at once.
+    """
+
+    KEEP = 8  # ids per BMC; older half-made sessions have expired on the BMC by the time a login succeeds
+
+    def __init__(self) -> None:
+        """Empty."""
+        self._lock = threading.Lock()
+        self._ids: dict[tuple[str, int], list[int]] = {}
+
+    def add(self, bmc: tuple[str, int], ids: Any) -> None:
+        """Remember these ids (duplicates ignored)."""
+        with self._lock:
+            known = self._ids.setdefault(bmc, [])
+            known.extend(i for i in ids if i not in known)
+            del known[: -self.KEEP]
+
+    def take(self, bmc: tuple[str, int]) -> list[int]:
+        """The ids remembered for this BMC, forgetting them."""
+        with self._lock:
+            return self._ids.pop(bmc, [])
+
+
+HALF_MADE = HalfMadeSessions()
+
+
 class BmcLink:
     """A logged-in pyghmi Command for one BMC, with a minimum interval between IPMI requests.
 
@@ -54,6 +83,7 @@ class BmcLink:
         """Log in now (blocking). Raises a rackd error naming the BMC on failure."""
         self.options = options
         self.where = options.where
+        self._bmc = (options.host, options.port)
         self.poisoned = False
         self._logged_out = False
         self._pace_lock = threading.Lock()
@@ -79,7 +109,9 @@ class BmcLink:
         except OSError as exc:
             raise login_error(self.where, exc) from None
         finally:
-            initting.pop(initting_key, None)
+            attempt = initting.pop(initting_key, None)
+            if attempt is not None:
+                HALF_MADE.add(self._bmc, attempt.__dict__.pop("rackd_session_ids", ()))
         self.session: Any = self.command.ipmi_session
         # After a lost reply pyghmi would log in again by itself on the same object (leaving the old session
         # open on the BMC) and keep the caller's thread for ~20 s. With no login retries left, a silent BMC
@@ -95,6 +127,10 @@ class BmcLink:
                 f"{self.where}: BMC negotiated cipher suite {self.suite}, allowed: {list(options.cipher_suites)}"
             )
         self._install_pacing()
+        # Sessions the BMC made for this login's lost attempts, or for earlier failed logins, hold its few slots
+        # until its own timeout: close them now (pyghmi_patches.remember_session_ids).
+        HALF_MADE.add(self._bmc, self.session.__dict__.pop("rackd_session_ids", ()))
+        self._close_half_made(HALF_MADE.take(self._bmc))
         self.last_used = time.monotonic()
 
     def _install_pacing(self) -> None:
@@ -167,6 +203,28 @@ class BmcLink:
             self.session.logged = 0
             self.session.logging = False
 
+    def _send_close(self, session_id: int) -> None:
+        """Close Session for `session_id`, CLOSE_COPIES times (pyghmi sends without waiting for the reply)."""
+        request = tuple(struct.pack("<I", session_id))
+        for copy in range(CLOSE_COPIES):
+            if copy:
+                time.sleep(CLOSE_SPACING)  # spread the copies over a burst of loss
+            self.session.raw_command(netfn=NETFN_APP, command=CMD_CLOSE_SESSION, data=request, retry=False)
+
+    def _close_half_made(self, ids: list[int]) -> None:
+        """Close the BMC's half-made sessions of earlier attempts from this session (never raises)."""
+        own = int(self.session.sessionid)
+        stale = sorted(set(ids) - {own})
+        if not stale:
+            return
+        try:
+            for session_id in stale:
+                self._send_close(session_id)
+        except Exception as exc:  # noqa: BLE001 - best effort: the BMC reaps them at its own timeout anyway
+            log.debug("ipmi_half_made_close_failed", bmc=self.where, error=repr(exc))
+            return
+        log.info("ipmi_half_made_sessions_closed", bmc=self.where, count=len(stale))
+
     def logout(self) -> None:
         """Close the session on the BMC, sending Close Session CLOSE_COPIES times; never raises; once only.
 
@@ -181,12 +239,8 @@ class BmcLink:
             self._logged_out = True
         session = self.session
         try:
-            request = tuple(struct.pack("<I", int(session.sessionid)))
-            for copy in range(CLOSE_COPIES):
-                if copy:
-                    time.sleep(CLOSE_SPACING)  # spread the copies over a burst of loss
-                session.logged = 1  # pyghmi sends only on a logged session; poison() or pyghmi itself cleared it
-                session.raw_command(netfn=NETFN_APP, command=CMD_CLOSE_SESSION, data=request, retry=False)
+            session.logged = 1  # pyghmi sends only on a logged session; poison() or pyghmi itself cleared it
+            self._send_close(int(session.sessionid))
         except Exception as exc:  # noqa: BLE001 - the BMC may be gone; the session is discarded either way
             log.debug("ipmi_logout_failed", bmc=self.where, error=repr(exc))
         finally:

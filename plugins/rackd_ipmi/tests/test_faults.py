@@ -326,3 +326,20 @@ async def test_a_command_waits_for_one_sensor_read_not_for_a_whole_poll(
         assert sim.status()["logins"] == 1
     finally:
         await session.close()
+
+
+async def test_a_half_made_session_of_a_lost_rakp_is_closed_after_login(
+    driver: IpmiDriver, sim: BmcProcess, context: SessionContext, options: OptionsFactory
+) -> None:
+    # A lost RAKP 1 makes pyghmi start over with a new Open Session; the BMC keeps the first, half-made session
+    # (holding one of its few slots) until its own timeout: 10 s in the simulator, longer on real BMCs.
+    sim.control("faults", drop_rakp1=1)
+    session = await driver.open(context, options(sim))
+    try:
+        status = sim.status()
+        assert status["faults"]["drop_rakp1"] == 0  # the fault happened: the first attempt was left half made
+        assert status["open_sessions"] == 1  # and was closed from the session that got made
+        assert await session.get_power("chassis") is PowerState.ON
+    finally:
+        await session.close()
+    assert sim.status()["open_sessions"] == 0

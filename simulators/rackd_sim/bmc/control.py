@@ -86,6 +86,8 @@ class BmcController:
             faults.delay = max(0.0, float(request["delay"]))
         if "drop_next" in request:
             faults.drop_next = max(0, int(request["drop_next"]))
+        if "drop_rakp1" in request:
+            faults.drop_rakp1 = max(0, int(request["drop_rakp1"]))
         return {"faults": vars(faults).copy()}
 
     def _load(self, request: JSON) -> JSON:

@@ -54,6 +54,7 @@ class Faults:
     hang: bool = False  # stop answering anything
     drop_rate: float = 0.0  # share of incoming packets silently dropped
     drop_next: int = 0  # drop exactly this many incoming packets from now (a deterministic burst of loss)
+    drop_rakp1: int = 0  # lose this many RAKP 1 messages: each leaves a half-made session holding a slot
     delay: float = 0.0  # seconds before each packet is handled (a slow BMC firmware)
     reject_credentials: bool = False  # every login fails with "unauthorized name"
     empty_replies: bool = False  # every request after login is answered "success" with no data (broken firmware)

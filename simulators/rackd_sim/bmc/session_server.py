@@ -28,6 +28,8 @@ STATUS_ILLEGAL_PARAMETER = 0x12
 CIPHER_SUITES = {(1, 1, 1): 3, (3, 4, 1): 17}
 SUITE_HASH = {3: (hashlib.sha1, 12), 17: (hashlib.sha256, 16)}
 PAYLOAD_OPEN_REQUEST = 0x10
+NETFN_APP, CMD_CLOSE_SESSION = 0x06, 0x3C
+CC_INVALID_SESSION_ID = 0x87  # Close Session: no such session
 
 
 class SimServerSession(serversession.ServerSession):  # type: ignore[misc]  # pyghmi ships no types
@@ -57,6 +59,7 @@ class SimServerSession(serversession.ServerSession):  # type: ignore[misc]  # py
         self.suite = suite
         self.currhashlib, self.currhashlen = SUITE_HASH[suite]
         self.managedsessionid = os.urandom(4)
+        record.session_id = struct.unpack("<I", self.managedsessionid)[0]
         self.privlevel = 4
         auth, integrity, confidentiality = proposal
         return (
@@ -88,6 +91,9 @@ class SimServerSession(serversession.ServerSession):  # type: ignore[misc]  # py
         self.maxpriv = self.rolem & 0b111
         namelen = data[27]
         self.username = bytes(data[28 : 28 + namelen])
+        if self.bmc.faults.drop_rakp1:
+            self.bmc.faults.drop_rakp1 -= 1
+            return  # lost on the way: the session stays half made (its slot held until it expires)
         self.bmc.sessions.login_attempt()
         password = self.authdata.get(self.username.decode("utf-8", "replace"))
         if password is None or self.bmc.faults.reject_credentials:
@@ -145,6 +151,17 @@ class SimServerSession(serversession.ServerSession):  # type: ignore[misc]  # py
         self.sessionid = struct.unpack("<I", struct.pack("4B", *self.clientsessionid))[0]
         if self.record is not None:
             self.bmc.sessions.established(self.record)
+
+    def handle_client_request(self, request: dict[str, Any]) -> None:
+        """Close Session names the session to close: this one, or another (pyghmi's base class ignored the id)."""
+        data = request["data"]
+        if request["netfn"] == NETFN_APP and request["command"] == CMD_CLOSE_SESSION and len(data) >= 4:
+            target = struct.unpack("<I", bytes(data[:4]))[0]
+            if target not in (0, self.localsid):
+                closed = self.bmc.sessions.close_id(target)
+                self.send_ipmi_response(code=0 if closed else CC_INVALID_SESSION_ID)
+                return
+        super().handle_client_request(request)
 
     def close_server_session(self) -> None:
         """Close Session (netfn 6, cmd 0x3c) frees the slot."""

@@ -21,6 +21,7 @@ class SessionRecord:
     last_seen: float
     established: bool = False
     closed: bool = False
+    session_id: int = 0  # the BMC's id for it (Open Session Response), which Close Session names
 
 
 @dataclass
@@ -90,6 +91,18 @@ class SessionTable:
         with self._lock:
             record.closed = True
             self._records.pop(record.key, None)
+
+    def close_id(self, session_id: int) -> bool:
+        """Close Session naming another session by id (an administrator may); False if no such session is open."""
+        now = time.monotonic()
+        with self._lock:
+            self._prune(now)
+            for record in self._records.values():
+                if record.session_id == session_id:
+                    record.closed = True
+                    del self._records[record.key]
+                    return True
+            return False
 
     def drop_all(self) -> None:
         """Forget every session (BMC cold reset)."""
