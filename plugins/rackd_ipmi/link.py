@@ -6,6 +6,7 @@ import contextlib
 import struct
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -46,27 +47,36 @@ def abandon_login(options: IpmiOptions, password: str, kg: str | None) -> None:
 class HalfMadeSessions:
     """Per BMC, the ids of sessions it made for logins that never completed, until a completed login closes them.
 
-    Logins to one BMC are serialized (LoginGate), so one BMC's list is never used by two logins at once.
+    Logins to one BMC are serialized (LoginGate), so one BMC's list is never used by two logins at once. Ids older
+    than MAX_AGE are forgotten: by then the BMC has expired the half-made session, and a BMC that hands out ids
+    sequentially could have given the same id to another client's session, which must never be closed by us.
     """
 
-    KEEP = 8  # ids per BMC; older half-made sessions have expired on the BMC by the time a login succeeds
+    KEEP = 8  # ids per BMC
+    MAX_AGE = 30.0  # seconds
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         """Empty."""
+        self._clock = clock
         self._lock = threading.Lock()
-        self._ids: dict[tuple[str, int], list[int]] = {}
+        self._ids: dict[tuple[str, int], dict[int, float]] = {}
 
     def add(self, bmc: tuple[str, int], ids: Any) -> None:
-        """Remember these ids (duplicates ignored)."""
+        """Remember these ids, as of now."""
+        now = self._clock()
         with self._lock:
-            known = self._ids.setdefault(bmc, [])
-            known.extend(i for i in ids if i not in known)
-            del known[: -self.KEEP]
+            known = self._ids.setdefault(bmc, {})
+            for session_id in ids:
+                known.setdefault(int(session_id), now)
+            for stale in sorted(known, key=known.__getitem__)[: -self.KEEP]:
+                del known[stale]
 
     def take(self, bmc: tuple[str, int]) -> list[int]:
-        """The ids remembered for this BMC, forgetting them."""
+        """The ids remembered for this BMC in the last MAX_AGE seconds, forgetting all of them."""
+        now = self._clock()
         with self._lock:
-            return self._ids.pop(bmc, [])
+            known = self._ids.pop(bmc, {})
+        return [session_id for session_id, seen in known.items() if now - seen < self.MAX_AGE]
 
 
 HALF_MADE = HalfMadeSessions()
