@@ -123,6 +123,11 @@ class BmcLink:
             if attempt is not None:
                 HALF_MADE.add(self._bmc, attempt.__dict__.pop("rackd_session_ids", ()))
         self.session: Any = self.command.ipmi_session
+        if self.session.broken or not self.session.logged:
+            # pyghmi clears `logging` before it sets `broken`; a login thread that sees the one and not yet the
+            # other returns from the constructor as if logged in, on a dead session.
+            HALF_MADE.add(self._bmc, self.session.__dict__.pop("rackd_session_ids", ()))
+            raise login_error(self.where, IpmiException(getattr(self.session, "errormsg", None)))
         # After a lost reply pyghmi would log in again by itself on the same object (leaving the old session
         # open on the BMC) and keep the caller's thread for ~20 s. With no login retries left, a silent BMC
         # fails the call after its retransmissions (~3 s) and the driver decides what to do.

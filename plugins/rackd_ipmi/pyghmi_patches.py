@@ -182,8 +182,8 @@ def _send_privilege_request(session: Any, level: int) -> None:
 def _login_failed(session: Any, error: str) -> None:
     session.logged = 0
     session.onlogpayload = None
-    session.logging = False
-    session.onlogon({"error": error})  # pyghmi's onlogon marks the session broken: the constructor raises
+    # pyghmi's onlogon marks the session broken (and only then clears `logging`): the constructor raises.
+    session.onlogon({"error": error})
 
 
 def privilege_step_never_blocks() -> None:
@@ -206,7 +206,7 @@ def mark_broken_without_waiting() -> None:
 
     The first reason: when a login request times out, pyghmi reports the timeout to the login step, which marks
     the session broken with a reason, and then marks it broken once more without one: the login failed with
-    `IpmiException(None)`.
+    `IpmiException(None)`. And the reason is set first (see below).
     """
     with _lock:
         original = ipmi_session.Session._mark_broken
@@ -217,6 +217,10 @@ def mark_broken_without_waiting() -> None:
             if error is None and session.broken:
                 error = getattr(session, "errormsg", None)
             session.incommand = False
+            # Set before pyghmi's own code runs: its logout clears `logging` first, and a login thread waiting
+            # on that flag in another thread then raised `IpmiException(self.errormsg)` before the reason was
+            # set, an AttributeError (a driver bug in the soak, once the keepalive thread ran the timers).
+            session.errormsg = error
             return original(session, error)
 
         mark_broken.rackd_patched = True  # type: ignore[attr-defined]  # marker against double patching

@@ -107,3 +107,20 @@ def test_marking_a_busy_session_broken_closes_it_without_waiting_for_its_command
         if sim.status()["open_sessions"] == 0:
             break
     assert sim.status()["open_sessions"] == 0
+
+
+def test_the_reason_is_set_before_pyghmi_ends_the_login_wait(logged_in: Any) -> None:
+    # pyghmi's logout (run by _mark_broken) clears `logging`, which ends a login thread's wait in another
+    # thread; that thread then raised IpmiException(session.errormsg) before the reason was set: AttributeError,
+    # a driver bug in the one-hour soak once the keepalive thread ran pyghmi's timers.
+    session = logged_in.ipmi_session
+    seen: list[object] = []
+    pyghmi_logout = session.logout
+
+    def logout(*args: Any) -> Any:
+        seen.append(getattr(session, "errormsg", "unset"))
+        return pyghmi_logout(*args)
+
+    session.logout = logout
+    session._mark_broken("no answer")
+    assert seen == ["no answer"]
