@@ -6,7 +6,7 @@ import contextlib
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import structlog
@@ -61,7 +61,7 @@ class HalfMadeSessions:
         self._lock = threading.Lock()
         self._ids: dict[tuple[str, int], dict[int, float]] = {}
 
-    def add(self, bmc: tuple[str, int], ids: Any) -> None:
+    def add(self, bmc: tuple[str, int], ids: Iterable[int]) -> None:
         """Remember these ids, as of now."""
         now = self._clock()
         with self._lock:
@@ -70,6 +70,10 @@ class HalfMadeSessions:
                 known.setdefault(int(session_id), now)
             for stale in sorted(known, key=known.__getitem__)[: -self.KEEP]:
                 del known[stale]
+
+    def add_from(self, bmc: tuple[str, int], session: Any) -> None:
+        """Remember the ids pyghmi_patches.remember_session_ids recorded on this pyghmi session (once: they move)."""
+        self.add(bmc, session.__dict__.pop("rackd_session_ids", ()))
 
     def take(self, bmc: tuple[str, int]) -> list[int]:
         """The ids remembered for this BMC in the last MAX_AGE seconds, forgetting all of them."""
@@ -121,12 +125,12 @@ class BmcLink:
         finally:
             attempt = initting.pop(initting_key, None)
             if attempt is not None:
-                HALF_MADE.add(self._bmc, attempt.__dict__.pop("rackd_session_ids", ()))
+                HALF_MADE.add_from(self._bmc, attempt)
         self.session: Any = self.command.ipmi_session
+        HALF_MADE.add_from(self._bmc, self.session)  # usually `attempt`, already taken; not if pyghmi reused one
         if self.session.broken or not self.session.logged:
             # pyghmi clears `logging` before it sets `broken`; a login thread that sees the one and not yet the
             # other returns from the constructor as if logged in, on a dead session.
-            HALF_MADE.add(self._bmc, self.session.__dict__.pop("rackd_session_ids", ()))
             raise login_error(self.where, IpmiException(getattr(self.session, "errormsg", None)))
         # After a lost reply pyghmi would log in again by itself on the same object (leaving the old session
         # open on the BMC) and keep the caller's thread for ~20 s. With no login retries left, a silent BMC
@@ -144,7 +148,6 @@ class BmcLink:
         self._install_pacing()
         # Sessions the BMC made for this login's lost attempts, or for earlier failed logins, hold its few slots
         # until its own timeout: close them now (pyghmi_patches.remember_session_ids).
-        HALF_MADE.add(self._bmc, self.session.__dict__.pop("rackd_session_ids", ()))
         self._close_half_made(HALF_MADE.take(self._bmc))
         self.last_used = time.monotonic()
 

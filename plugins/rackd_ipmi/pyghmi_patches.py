@@ -227,19 +227,6 @@ def mark_broken_without_waiting() -> None:
         ipmi_session.Session._mark_broken = mark_broken
 
 
-def _remember_session_ids(original: Any) -> Any:
-    def got_open_session_response(session: Any, data: Any) -> Any:
-        before = getattr(session, "pendingsessionid", None)
-        result = original(session, data)
-        after = getattr(session, "pendingsessionid", None)
-        if after is not None and after != before:
-            session.__dict__.setdefault("rackd_session_ids", []).append(after)
-        return result
-
-    got_open_session_response.rackd_patched = True  # type: ignore[attr-defined]  # marker against double patching
-    return got_open_session_response
-
-
 def remember_session_ids() -> None:
     """Record on each pyghmi session every session id the BMC handed it in Open Session Response (idempotent).
 
@@ -250,8 +237,19 @@ def remember_session_ids() -> None:
     """
     with _lock:
         original = ipmi_session.Session._got_rmcp_response
-        if not getattr(original, "rackd_patched", False):
-            ipmi_session.Session._got_rmcp_response = _remember_session_ids(original)
+        if getattr(original, "rackd_patched", False):
+            return
+
+        def got_open_session_response(session: Any, data: Any) -> Any:
+            before = getattr(session, "pendingsessionid", None)
+            result = original(session, data)
+            after = getattr(session, "pendingsessionid", None)
+            if after is not None and after != before:
+                session.__dict__.setdefault("rackd_session_ids", []).append(after)
+            return result
+
+        got_open_session_response.rackd_patched = True  # type: ignore[attr-defined]  # marker against double patching
+        ipmi_session.Session._got_rmcp_response = got_open_session_response
 
 
 def apply() -> None:
