@@ -244,6 +244,14 @@ async def test_one_outlet_off_loses_redundancy_and_moves_the_draw(headless_demo:
 async def test_a_psu_failure_moves_the_draw_to_the_other_feed(headless_demo: HeadlessDemo) -> None:
     prefix = root(headless_demo)
     async with MqttWatcher(port_of(headless_demo), f"{prefix}/#") as watcher:
+        # The outlet test before this one fails PSU1 by cutting its feed and restores it just before; inject
+        # only once a live poll has seen PSU1 healthy, or its failure is no change to the daemon.
+        await watcher.wait_for(
+            lambda m: m.topic == f"{prefix}/gpu-01/telemetry"
+            and not m.retain
+            and any(r["sensor"] == "psu1_status" and r["health"] == "ok" for r in m.json()["readings"]),
+            within=60,
+        )
         await inject(headless_demo, "gpu-01", "psu-fail", "1")
         try:
             await watcher.wait_for(
