@@ -15,6 +15,7 @@ from pyghmi.ipmi import command as ipmi_command
 from pyghmi.ipmi.private import session as ipmi_session
 
 from rackd.errors import DeviceError, DeviceProtocolError, UnsupportedError
+from rackd_ipmi.budget import SESSIONS
 from rackd_ipmi.options import PRIVILEGE_LEVELS, IpmiOptions
 from rackd_ipmi.translate import call_error, login_error
 
@@ -25,6 +26,7 @@ NEGOTIATED_SUITE = {256: 17, 1: 3}
 RETRANSMIT_BUDGET = 3  # pyghmi Session.maxtimeout: gives up when its retry timer exceeds this
 NO_RESPONSE = 0xFFFF  # pyghmi's completion code for 'the BMC did not answer'
 NETFN_APP, CMD_CLOSE_SESSION = 0x06, 0x3C
+CC_INVALID_SESSION_ID = 0x87  # Close Session of an id the BMC no longer has: that slot is free too
 CLOSE_COPIES = 3  # at 30 % loss one copy in 37 sessions never arrives, instead of one in 3
 CLOSE_SPACING = 0.05  # seconds between copies
 SHORT_REPLY = (IndexError, struct.error)  # what pyghmi raises on a reply shorter than it expects
@@ -100,6 +102,7 @@ class BmcLink:
         self._bmc = (options.host, options.port)
         self.poisoned = False
         self._logged_out = False
+        self._settled = False  # this link's session counts in the BMC's session budget
         self._pace_lock = threading.Lock()
         self._next_request = 0.0
         privlevel = PRIVILEGE_LEVELS[options.privilege] if options.privilege else None
@@ -109,6 +112,7 @@ class BmcLink:
         initting_key = (options.host, options.username, password, options.port, kg)
         initting = ipmi_session.Session.initting_sessions
         initting.pop(initting_key, None)
+        SESSIONS.configure(self._bmc, options.max_sessions, options.session_setup_timeout, options.bmc_idle_timeout)
         try:
             self.command: Any = ipmi_command.Command(
                 bmc=options.host,
@@ -128,6 +132,9 @@ class BmcLink:
                 HALF_MADE.add_from(self._bmc, attempt)
         self.session: Any = self.command.ipmi_session
         HALF_MADE.add_from(self._bmc, self.session)  # usually `attempt`, already taken; not if pyghmi reused one
+        if self.session.__dict__.pop("rackd_claimed", False) and self.session.logged:
+            SESSIONS.settle(self._bmc)  # not if pyghmi handed over a session another link already counted
+            self._settled = True
         if self.session.broken or not self.session.logged:
             # pyghmi clears `logging` before it sets `broken`; a login thread that sees the one and not yet the
             # other returns from the constructor as if logged in, on a dead session.
@@ -221,13 +228,16 @@ class BmcLink:
             self.session.logged = 0
             self.session.logging = False
 
-    def _send_close(self, session_id: int) -> None:
-        """Close Session for `session_id`, CLOSE_COPIES times (pyghmi sends without waiting for the reply)."""
+    def _send_close(self, session_id: int) -> bool:
+        """Close Session for `session_id`, up to CLOSE_COPIES times until the BMC answers; whether it confirmed."""
         request = tuple(struct.pack("<I", session_id))
         for copy in range(CLOSE_COPIES):
             if copy:
                 time.sleep(CLOSE_SPACING)  # spread the copies over a burst of loss
-            self.session.raw_command(netfn=NETFN_APP, command=CMD_CLOSE_SESSION, data=request, retry=False)
+            reply = self.session.raw_command(netfn=NETFN_APP, command=CMD_CLOSE_SESSION, data=request, retry=False)
+            if isinstance(reply, dict) and reply.get("code", 0) in (0, CC_INVALID_SESSION_ID) and "error" not in reply:
+                return True
+        return False
 
     def _close_half_made(self, ids: list[int]) -> None:
         """Close the BMC's half-made sessions of earlier attempts from this session (never raises)."""
@@ -235,16 +245,18 @@ class BmcLink:
         stale = sorted(set(ids) - {own})
         if not stale:
             return
+        confirmed = 0
         try:
             for session_id in stale:
-                self._send_close(session_id)
+                confirmed += self._send_close(session_id)
         except Exception as exc:  # noqa: BLE001 - best effort: the BMC reaps them at its own timeout anyway
             log.debug("ipmi_half_made_close_failed", bmc=self.where, error=repr(exc))
-            return
-        log.info("ipmi_half_made_sessions_closed", bmc=self.where, count=len(stale))
+        finally:
+            SESSIONS.closed_half_made(self._bmc, confirmed)
+        log.info("ipmi_half_made_sessions_closed", bmc=self.where, count=len(stale), confirmed=confirmed)
 
     def logout(self) -> None:
-        """Close the session on the BMC, sending Close Session CLOSE_COPIES times; never raises; once only.
+        """Close the session on the BMC (Close Session up to CLOSE_COPIES times until answered); never raises; once.
 
         pyghmi sends one Close Session without waiting for the reply (and one more when it gives up on a request).
         On a lossy link that one is lost often enough to leave sessions open on the BMC until its own timeout —
@@ -256,12 +268,15 @@ class BmcLink:
                 return
             self._logged_out = True
         session = self.session
+        confirmed = False
         try:
             session.logged = 1  # pyghmi sends only on a logged session; poison() or pyghmi itself cleared it
-            self._send_close(int(session.sessionid))
+            confirmed = self._send_close(int(session.sessionid))
         except Exception as exc:  # noqa: BLE001 - the BMC may be gone; the session is discarded either way
             log.debug("ipmi_logout_failed", bmc=self.where, error=repr(exc))
         finally:
+            if self._settled:
+                SESSIONS.release(self._bmc, confirmed)
             session.logged = 0  # so pyghmi's logout below only cleans up (keepalives, waiters): no extra copy
             with contextlib.suppress(Exception):
                 session.logout()

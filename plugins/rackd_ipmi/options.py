@@ -26,6 +26,11 @@ class IpmiOptions(DriverOptions):
     allow_cipher_suite_0: bool = False  # suite 0 has no authentication at all: only on explicit request
     min_command_interval: float = Field(default=0.005, ge=0.0, le=5.0)  # seconds between IPMI requests
     session_idle_timeout: float = Field(default=50.0, gt=0.0)  # re-login after this long idle (BMCs: 60 s)
+    # Sessions rackd may have on the BMC at once, half-made ones of lost logins included (budget.py). Many BMCs
+    # allow 4 per user or channel: one stays free for the operator's own ipmitool.
+    max_sessions: int = Field(default=3, ge=1, le=32)
+    session_setup_timeout: float = Field(default=10.0, gt=0.0)  # BMC drops a half-made session (OpenBMC: 5 s)
+    bmc_idle_timeout: float = Field(default=60.0, gt=0.0)  # BMC drops an idle session (IPMI's usual 60 s)
     auth_failure_holdoff: float = Field(default=300.0, ge=0.0)  # no new login with a refused password
     presence_probe: bool = True  # a session-less ping before each login: a silent BMC costs no thread
     use_dcmi: bool = True  # DCMI power reading as system_power; falls back to PSU input power sensors

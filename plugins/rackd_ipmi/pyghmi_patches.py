@@ -1,4 +1,4 @@
-"""Process-wide mitigations for pyghmi's shared I/O loop: waits, clock, locks, poll, socket modes, login step."""
+"""Process-wide mitigations for pyghmi: waits, clock, locks, poll, socket modes, login step, session budget."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from typing import Any
 
 import pyghmi.ipmi.private.session as ipmi_session
 from pyghmi.ipmi.private.util import get_ipmi_error
+
+from rackd_ipmi.budget import SESSIONS
 
 IO_WAIT_CAP = 0.02  # seconds; callers loop on their own deadlines, so a short wait only costs a re-check
 _lock = threading.Lock()
@@ -241,6 +243,8 @@ def remember_session_ids() -> None:
             return
 
         def got_open_session_response(session: Any, data: Any) -> Any:
+            if session.sessioncontext == "OPENSESSION" and len(data) > 1 and data[0] == session.rmcptag and data[1]:
+                SESSIONS.refused((session.bmc, session.port))  # an error status: the BMC made no session
             before = getattr(session, "pendingsessionid", None)
             result = original(session, data)
             after = getattr(session, "pendingsessionid", None)
@@ -250,6 +254,31 @@ def remember_session_ids() -> None:
 
         got_open_session_response.rackd_patched = True  # type: ignore[attr-defined]  # marker against double patching
         ipmi_session.Session._got_rmcp_response = got_open_session_response
+
+
+def budget_open_sessions() -> None:
+    """Send Open Session only within the BMC's session budget (`budget.SESSIONS`); past it the login fails.
+
+    pyghmi sends a new Open Session each time a login attempt times out (a retransmission of Open Session is a new
+    request, and a lost RAKP restarts the login), so one login on a lossy link can leave several half-made
+    sessions on the BMC. Counting each request as it goes out bounds them however the login got there.
+    """
+    with _lock:
+        original = ipmi_session.Session._open_rmcpplus_request
+        if getattr(original, "rackd_patched", False):
+            return
+
+        def open_within_budget(session: Any) -> Any:
+            refusal = SESSIONS.claim((session.bmc, session.port))
+            if refusal is not None:
+                session.lastpayload = None  # nothing in flight: the retry timer must not resend an old request
+                _login_failed(session, refusal)
+                return None
+            session.rackd_claimed = True  # BmcLink or the SOL console settles the claim once logged in
+            return original(session)
+
+        open_within_budget.rackd_patched = True  # type: ignore[attr-defined]  # marker against double patching
+        ipmi_session.Session._open_rmcpplus_request = open_within_budget
 
 
 def apply() -> None:
@@ -262,3 +291,4 @@ def apply() -> None:
     privilege_step_never_blocks()
     mark_broken_without_waiting()
     remember_session_ids()
+    budget_open_sessions()

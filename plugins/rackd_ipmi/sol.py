@@ -12,6 +12,7 @@ import structlog
 from pyghmi.ipmi import console as ipmi_console
 
 from rackd.errors import DeviceProtocolError, DeviceTimeoutError
+from rackd_ipmi.budget import SESSIONS
 from rackd_ipmi.options import IpmiOptions
 from rackd_ipmi.pump import LoopPump
 
@@ -23,6 +24,8 @@ class SolStream:
     def __init__(self, options: IpmiOptions, executor: Executor, pump: LoopPump) -> None:
         """Not connected until `start()`."""
         self.where = options.where
+        self._bmc = (options.host, options.port)
+        self._settled = False  # the console's session counts in the BMC's session budget
         self._options = options
         self._executor = executor
         self._loop = asyncio.get_running_loop()
@@ -76,6 +79,10 @@ class SolStream:
         if self._failed is not None:
             await self.close()
             raise DeviceProtocolError(f"{self.where}: SOL activation failed ({self._failed})")
+        session = getattr(self._console, "ipmi_session", None)
+        if session is not None and session.__dict__.pop("rackd_claimed", False):
+            SESSIONS.settle(self._bmc)  # the console's own session counts in the BMC's budget until closed
+            self._settled = True
 
     async def read(self) -> bytes:
         """The next chunk of console output; b"" once the console ended."""
@@ -106,6 +113,9 @@ class SolStream:
             return
         self._closed.set()
         self._pump.remove(self)
+        if self._settled:
+            self._settled = False
+            SESSIONS.release(self._bmc, confirmed=False)  # pyghmi's console logout never reports an answer
         console, self._console = self._console, None
         if console is not None:
             try:

@@ -37,6 +37,8 @@ def login_error(where: str, exc: BaseException) -> DeviceError:
         return AuthError(f"{where}: BMC refused the credentials ({text})")
     if "insufficient resources" in lowered:
         return SessionLimitError(f"{where}: BMC has no free session ({text})")
+    if "session budget" in lowered:
+        return SessionLimitError(f"{where}: {text}")
     if "cipher suite" in lowered or "algorithm" in lowered:
         return UnsupportedError(f"{where}: no common cipher suite with the BMC ({text})")
     if "unable to transmit" in lowered or isinstance(exc, OSError):

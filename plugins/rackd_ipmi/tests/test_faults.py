@@ -16,7 +16,13 @@ from rackd_ipmi.session import IpmiSession
 from rackd_sim.bmc.process import BmcProcess
 
 from rackd.drivers.contract import SessionContext
-from rackd.errors import DeviceError, DeviceProtocolError, DeviceTimeoutError, DeviceUnreachableError
+from rackd.errors import (
+    DeviceError,
+    DeviceProtocolError,
+    DeviceTimeoutError,
+    DeviceUnreachableError,
+    SessionLimitError,
+)
 from rackd.model import PowerState
 from rackd.runtime.clock import SystemClock
 from rackd.runtime.reader import call_with_deadline
@@ -121,7 +127,9 @@ async def test_no_session_thread_or_fd_leak_after_200_faulty_polls(
     driver: IpmiDriver, start_sim: Callable[..., BmcProcess], context: SessionContext, options: OptionsFactory
 ) -> None:
     sim = start_sim("--session-timeout", "3")
-    session = await driver.open(context, options(sim))
+    # The BMC's idle timeout as an operator would configure it: a session whose logout was lost to the hang counts
+    # in the session budget only that long.
+    session = await driver.open(context, options(sim, bmc_idle_timeout=3.0))
     await session.read_sensors()
     threads_before, fds_before = threading.active_count(), open_fds()
     # Phases: packet loss absorbed by retransmission, a hang (deadlines missed, sessions discarded), a BMC cold
@@ -343,3 +351,30 @@ async def test_a_half_made_session_of_a_lost_rakp_is_closed_after_login(
     finally:
         await session.close()
     assert sim.status()["open_sessions"] == 0
+
+
+async def test_logins_that_keep_failing_never_hold_more_sessions_than_the_budget(
+    driver: IpmiDriver, sim: BmcProcess, context: SessionContext, options: OptionsFactory
+) -> None:
+    # Every RAKP 1 is lost: each login leaves half-made sessions (pyghmi starts over with a new Open Session) that
+    # the BMC keeps for its setup timeout (10 s in the simulator) and that nobody can close. Past the budget a
+    # login is refused before it sends anything, so the BMC never holds more than the budget.
+    sim.control("faults", drop_rakp1=1000)
+    budget = options(sim, max_sessions=2)
+    failures: list[DeviceError] = []
+    for _ in range(3):
+        with pytest.raises(DeviceError) as failed:
+            await driver.open(context, budget)
+        failures.append(failed.value)
+        assert sim.status()["open_sessions"] <= 2
+    assert isinstance(failures[-1], SessionLimitError), failures
+    assert "session budget" in str(failures[-1])
+    assert "127.0.0.1" in str(failures[-1])
+    assert sim.status()["open_sessions"] == 2  # the logins did reach the BMC: the budget, not luck, held the line
+    sim.control("faults", drop_rakp1=0)
+    sim.wait_for(lambda s: s["open_sessions"] == 0, timeout=30)  # the BMC expired them: so did the budget
+    session = await driver.open(context, budget)
+    try:
+        assert await session.get_power("chassis") is PowerState.ON
+    finally:
+        await session.close()

@@ -1,0 +1,62 @@
+"""The per-BMC session budget: Open Session past the limit is refused until the BMC must have expired enough."""
+
+from __future__ import annotations
+
+from rackd_ipmi.budget import SessionBudget
+
+from rackd.testing.clock import ManualClock
+
+BMC = ("127.0.0.1", 623)
+OTHER = ("127.0.0.1", 624)
+
+
+def budget(clock: ManualClock, limit: int = 3) -> SessionBudget:
+    sessions = SessionBudget(clock.monotonic)
+    sessions.configure(BMC, limit, setup_timeout=10.0, idle_timeout=60.0)
+    return sessions
+
+
+async def test_half_made_sessions_count_until_the_setup_timeout() -> None:
+    clock = ManualClock()
+    sessions = budget(clock)
+    assert [sessions.claim(BMC) for _ in range(3)] == [None, None, None]
+    refusal = sessions.claim(BMC)
+    assert refusal is not None
+    assert "session budget" in refusal
+    assert "0 in use, 3 half-made" in refusal
+    assert sessions.claim(OTHER) is None  # per BMC
+    await clock.advance(9.9)
+    assert sessions.claim(BMC) is not None
+    await clock.advance(0.1)
+    assert sessions.in_use(BMC) == 0
+    assert sessions.claim(BMC) is None
+
+
+async def test_a_logged_in_session_counts_until_released_and_an_unconfirmed_close_until_the_idle_timeout() -> None:
+    clock = ManualClock()
+    sessions = budget(clock, limit=2)
+    assert sessions.claim(BMC) is None
+    sessions.settle(BMC)
+    await clock.advance(100.0)
+    assert sessions.in_use(BMC) == 1  # in use: no timeout
+    sessions.release(BMC, confirmed=True)
+    assert sessions.in_use(BMC) == 0
+    assert sessions.claim(BMC) is None
+    sessions.settle(BMC)
+    sessions.release(BMC, confirmed=False)  # every Close Session copy went unanswered
+    await clock.advance(59.0)
+    assert sessions.in_use(BMC) == 1
+    await clock.advance(1.0)
+    assert sessions.in_use(BMC) == 0
+
+
+async def test_refused_and_confirmed_closes_free_their_slots_at_once() -> None:
+    clock = ManualClock()
+    sessions = budget(clock, limit=2)
+    assert sessions.claim(BMC) is None
+    sessions.refused(BMC)  # the BMC answered Open Session with an error: no session made
+    assert sessions.claim(BMC) is None
+    assert sessions.claim(BMC) is None
+    assert sessions.claim(BMC) is not None
+    sessions.closed_half_made(BMC, 2)
+    assert sessions.in_use(BMC) == 0
