@@ -11,6 +11,7 @@ timestamping UDP relay), and the verified cycle's time beyond the device's own d
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import itertools
 import json
 import os
@@ -118,20 +119,24 @@ def write_config(
 
 async def power_cycles(
     broker: Mosquitto, taps: dict[str, UdpTap], rounds: int, interval: float, until: float
-) -> tuple[list[float], list[float], int]:
-    """`power.cycle` to each probe node over MQTT; (ms to first BMC packet, s beyond device delays, failures)."""
+) -> tuple[list[float], list[float], int, dict[str, float]]:
+    """`power.cycle` to each probe node over MQTT.
+
+    (ms to first BMC packet, s beyond device delays, failures, wall-clock publish time of each succeeded command).
+    """
     first_packet: list[float] = []
     overhead: list[float] = []
+    published: dict[str, float] = {}
     failures = 0
     async with aiomqtt.Client("127.0.0.1", broker.port, identifier=f"bench-{uuid.uuid4().hex[:8]}") as client:
         await client.subscribe("rackd/v1/bench/+/+/cmd/result", qos=1)
         for round_no in range(rounds):
             for device, tap in taps.items():
                 if time.monotonic() >= until:
-                    return first_packet, overhead, failures  # the window is over: no command may outlast it
+                    return first_packet, overhead, failures, published  # the window is over: none may outlast it
                 command_id = f"bench-{uuid.uuid4().hex[:12]}"
                 request = {"v": 1, "id": command_id, "action": "power.cycle", "reason": "benchmark"}
-                sent = time.monotonic()
+                sent, sent_unix = time.monotonic(), time.time()
                 await client.publish(f"rackd/v1/bench/r00/{device}/cmd", json.dumps(request), qos=1)
                 status = await _final_status(client, command_id, max(1.0, min(30.0, until - time.monotonic())))
                 done = time.monotonic()
@@ -140,10 +145,26 @@ async def power_cycles(
                     failures += 1
                     continue
                 first_packet.append((first - sent) * 1000)
+                published[command_id] = sent_unix
                 overhead.append(done - sent - CYCLE_OFF_TIME - SIM_OFF_DELAY - SIM_ON_DELAY)
             if round_no + 1 < rounds:
                 await asyncio.sleep(min(interval / 3, 5.0))  # spread the commands over the poll schedule
-    return first_packet, overhead, failures
+    return first_packet, overhead, failures, published
+
+
+def state_read_answered_ms(published: dict[str, float], steps: list[dict[str, Any]]) -> list[float]:
+    """Publish -> the daemon's first step of each command, logged once the command's own state read was answered.
+
+    The relay's first packet may belong to a poll of the same BMC; this bounds the command's own first packet
+    from above (it includes that packet's round trip).
+    """
+    first_step: dict[str, float] = {}
+    for step in steps:
+        command_id = step.get("command_id")
+        if command_id in published and command_id not in first_step:
+            stamp = dt.datetime.fromisoformat(str(step["timestamp"]))
+            first_step[command_id] = stamp.timestamp()
+    return [(first_step[c] - published[c]) * 1000 for c in published if c in first_step]
 
 
 async def _final_status(client: aiomqtt.Client, command_id: str, within: float) -> str:
@@ -253,7 +274,7 @@ async def run_site(
             until = time.monotonic() + interval * intervals
             cycle_task = asyncio.create_task(power_cycles(broker, taps, commands, interval, until))
             await asyncio.sleep(interval * intervals)
-            first_packet, overhead, failures = await cycle_task
+            first_packet, overhead, failures, published = await cycle_task
             window1 = time.time()
             cpu1 = daemon.cpu()
             rss = daemon.rss()
@@ -267,6 +288,7 @@ async def run_site(
                 "first_all": first_all, "seen_before_window": len(seen & set(healthy)),
                 "cpu_cores": (cpu1 - cpu0) / (window1 - window0), "rss": rss, "window": window1 - window0,
                 "first_packet_ms": first_packet, "overhead_s": overhead, "command_failures": failures,
+                "state_read_ms": state_read_answered_ms(published, daemon.events("command_step")),
                 "console_log_files": console_logs, "probes": probes, "impl": impl, "n_pyghmi": n_pyghmi,
                 "drop_rate": drop_rate,
                 "unavailable": [
@@ -298,10 +320,12 @@ def table_of(result: dict[str, Any], quick: bool) -> Table:
         [
             "BMCs (hung)", "PDUs", "consoles", "interval s", "healthy devices fresh < 1.5x interval",
             "worst telemetry gap s", "start to first telemetry of all s", "rackd CPU (cores)", "rackd RSS MiB",
-            "cmd -> first BMC packet p50 ms", "p99 ms", "verified cycle overhead p50 s", "commands ok/failed",
+            "cmd -> first BMC packet p50 ms", "p99 ms", "cmd -> own state read answered p50 ms", "p99 ms (read)",
+            "verified cycle overhead p50 s", "commands ok/failed",
         ],
     )  # fmt: skip
     packets, overhead = result["first_packet_ms"], result["overhead_s"]
+    reads = result.get("state_read_ms", [])
     table.add(
         **{
             "BMCs (hung)": f"{result['bmcs']} ({result['hung']})",
@@ -315,6 +339,8 @@ def table_of(result: dict[str, Any], quick: bool) -> Table:
             "rackd RSS MiB": result["rss"],
             "cmd -> first BMC packet p50 ms": statistics.median(packets) if packets else None,
             "p99 ms": percentile(packets, 0.99) if packets else None,
+            "cmd -> own state read answered p50 ms": statistics.median(reads) if reads else None,
+            "p99 ms (read)": percentile(reads, 0.99) if reads else None,
             "verified cycle overhead p50 s": statistics.median(overhead) if overhead else None,
             "commands ok/failed": f"{len(packets)}/{result['command_failures']}",
         }
@@ -339,7 +365,10 @@ def table_of(result: dict[str, Any], quick: bool) -> Table:
             f"Commands: `power.cycle` over MQTT (QoS 1) to {result['probes']} BMCs behind a timestamping UDP relay in "
             "the bench process; latency = publish -> the first packet rackd sent to that BMC afterwards (the state "
             f"read that starts the action). Overhead = publish -> `succeeded` result minus the device's own delays "
-            f"(off {SIM_OFF_DELAY} s + on {SIM_ON_DELAY} s) and cycle_off_time {CYCLE_OFF_TIME} s."
+            f"(off {SIM_OFF_DELAY} s + on {SIM_ON_DELAY} s) and cycle_off_time {CYCLE_OFF_TIME} s. The relay cannot "
+            "tell a command's packet from a poll's, so 'own state read answered' is also reported: publish -> the "
+            "daemon's first log line of the command, written once its own state read was answered (wall clocks of "
+            "one machine; an upper bound of the command's first packet)."
         ),
         "rackd CPU and RSS from /proc of the daemon over the window, at the end. The daemon logs at info level.",
     ]

@@ -9,12 +9,15 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
+
+from rackd.testing.children import die_with_parent
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +54,16 @@ class BmcProcess:
             self._log_file = self.log_path.open("ab")
             stderr = self._log_file
         command = [sys.executable, "-m", "rackd", "--log-level", "warning", "sim", "bmc", *self.args]
+        # Started from the main thread (the tests), the child dies with its parent even when pytest-timeout kills
+        # it: two BMCs once outlived such a run. Not from other threads: the kernel ties PR_SET_PDEATHSIG to the
+        # thread that forked, and the benchmark fleets start children from short-lived pool threads.
+        on_main_thread = threading.current_thread() is threading.main_thread()
         self.proc = subprocess.Popen(  # noqa: S603 - runs this interpreter with our own arguments
-            command, stdout=subprocess.PIPE, stderr=stderr, start_new_session=True
+            command,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            start_new_session=True,
+            preexec_fn=die_with_parent if on_main_thread else None,  # noqa: PLW1509 - only prctl, safe before exec
         )
         assert self.proc.stdout is not None
         line = self._read_line(self.proc.stdout, self.ready_timeout)
