@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 BmcAddress = tuple[str, int]  # host, port
+
+
+@dataclass
+class _Claim:
+    """One Open Session request that may have left a session on the BMC."""
+
+    sent: float
+    session_id: int | None = None  # from the BMC's Open Session Response, once it answered
+    maybe_established: bool = False  # RAKP 3 went out: the BMC may hold a logged-in session we never saw
 
 
 @dataclass
@@ -18,20 +27,35 @@ class _Account:
     setup_timeout: float = 10.0
     idle_timeout: float = 60.0
     held: int = 0  # logged-in sessions in use
-    pending: list[float] = field(default_factory=list)  # when each Open Session not (yet) logged in was sent
+    claims: list[_Claim] = field(default_factory=list)  # Open Session requests not (yet) logged in
     lingering: list[float] = field(default_factory=list)  # when each session whose Close went unanswered ended
+
+    def expire(self, now: float) -> None:
+        self.claims = [c for c in self.claims if now - c.sent < self.lifetime(c)]
+        self.lingering = [t for t in self.lingering if now - t < self.idle_timeout]
+
+    def lifetime(self, claim: _Claim) -> float:
+        return self.idle_timeout if claim.maybe_established else self.setup_timeout
+
+    def newest(self, session_id: int | None) -> _Claim | None:
+        """The claim of this session id, else the newest one without an id."""
+        for claim in reversed(self.claims):
+            if claim.session_id == session_id:
+                return claim
+        return next((c for c in reversed(self.claims) if c.session_id is None), None)
 
 
 class SessionBudget:
-    """Per BMC: sessions in use + Open Session requests within the BMC's setup timeout + unconfirmed closes.
+    """Per BMC: sessions in use + Open Session requests the BMC may still hold + unconfirmed closes.
 
     A BMC has a few session slots (4 per user or channel on many). Every Open Session request may take one: if its
     reply is lost, or the login fails after it, the half-made session holds the slot until the BMC's setup timeout
     (OpenBMC 5 s, rackd's simulator 10 s) and nobody can close it, because no authenticated session exists to send
-    Close Session from. A logout whose Close Session copies all go unanswered may leave its session until the BMC's
-    idle timeout. Under 30 % loss the soak saw 4 sessions at once on one BMC: the account would be locked out of
-    its own BMC. With this budget, a login past the limit is refused before it sends anything (SessionLimitError,
-    and the poller backs off) until the BMC must have expired enough of them.
+    Close Session from. If the login got as far as RAKP 3 and only RAKP 4 was lost, the BMC holds a *logged-in*
+    session until its idle timeout. A logout whose Close Session copies all go unanswered may leave its session
+    until the idle timeout too. Under 30 % loss the soak saw 4 sessions at once on one BMC: the account would be
+    locked out of its own BMC. With this budget, a login past the limit is refused before it sends anything
+    (SessionLimitError, and the poller backs off) until the BMC must have expired enough of them.
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
@@ -51,40 +75,59 @@ class SessionBudget:
         now = self._clock()
         with self._lock:
             account = self._accounts.setdefault(bmc, _Account())
-            self._expire(account, now)
-            in_use = account.held + len(account.pending) + len(account.lingering)
+            account.expire(now)
+            in_use = account.held + len(account.claims) + len(account.lingering)
             if in_use >= account.limit:
-                frees = [t + account.setup_timeout for t in account.pending]
+                frees = [c.sent + account.lifetime(c) for c in account.claims]
                 frees += [t + account.idle_timeout for t in account.lingering]
                 wait = f"; one frees in {min(frees) - now:.1f} s" if frees else ""
                 return (
-                    f"rackd session budget used: {account.held} in use, {len(account.pending)} half-made, "
+                    f"rackd session budget used: {account.held} in use, {len(account.claims)} half-made, "
                     f"{len(account.lingering)} unconfirmed closes of {account.limit} allowed{wait}"
                 )
-            account.pending.append(now)
+            account.claims.append(_Claim(now))
             return None
+
+    def answered(self, bmc: BmcAddress, session_id: int) -> None:
+        """The BMC answered the newest Open Session with this session id."""
+        with self._lock:
+            account = self._accounts.get(bmc)
+            claim = account.newest(None) if account is not None else None
+            if claim is not None:
+                claim.session_id = session_id
 
     def refused(self, bmc: BmcAddress) -> None:
         """The BMC answered the newest Open Session with an error: it made no session."""
         with self._lock:
             account = self._accounts.get(bmc)
-            if account is not None and account.pending:
-                account.pending.pop()
+            claim = account.newest(None) if account is not None else None
+            if account is not None and claim is not None:
+                account.claims.remove(claim)
 
-    def settle(self, bmc: BmcAddress) -> None:
-        """The newest Open Session became a logged-in session (logins to one BMC are serialized)."""
+    def rakp3_sent(self, bmc: BmcAddress, session_id: int) -> None:
+        """RAKP 3 went out for this session: from now on the BMC may hold it logged in, until its idle timeout."""
+        with self._lock:
+            account = self._accounts.get(bmc)
+            claim = account.newest(session_id) if account is not None else None
+            if claim is not None:
+                claim.maybe_established = True
+
+    def settle(self, bmc: BmcAddress, session_id: int) -> None:
+        """This session's Open Session became a logged-in session in use."""
         with self._lock:
             account = self._accounts.setdefault(bmc, _Account())
-            if account.pending:
-                account.pending.pop()
+            claim = account.newest(session_id)
+            if claim is not None:
+                account.claims.remove(claim)
             account.held += 1
 
-    def closed_half_made(self, bmc: BmcAddress, count: int) -> None:
-        """The BMC confirmed closing `count` half-made sessions: their slots are free (the oldest counted go)."""
+    def closed_half_made(self, bmc: BmcAddress, session_ids: Iterable[int]) -> None:
+        """The BMC confirmed closing (or no longer having) these half-made sessions: their slots are free."""
+        closed = set(session_ids)
         with self._lock:
             account = self._accounts.get(bmc)
             if account is not None:
-                del account.pending[:count]
+                account.claims = [c for c in account.claims if c.session_id not in closed]
 
     def release(self, bmc: BmcAddress, confirmed: bool) -> None:
         """A logged-in session ended; unless the BMC confirmed its close, count it until the BMC's idle timeout."""
@@ -101,13 +144,8 @@ class SessionBudget:
             account = self._accounts.get(bmc)
             if account is None:
                 return 0
-            self._expire(account, self._clock())
-            return account.held + len(account.pending) + len(account.lingering)
-
-    @staticmethod
-    def _expire(account: _Account, now: float) -> None:
-        account.pending = [t for t in account.pending if now - t < account.setup_timeout]
-        account.lingering = [t for t in account.lingering if now - t < account.idle_timeout]
+            account.expire(self._clock())
+            return account.held + len(account.claims) + len(account.lingering)
 
 
 SESSIONS = SessionBudget()

@@ -133,7 +133,7 @@ class BmcLink:
         self.session: Any = self.command.ipmi_session
         HALF_MADE.add_from(self._bmc, self.session)  # usually `attempt`, already taken; not if pyghmi reused one
         if self.session.__dict__.pop("rackd_claimed", False) and self.session.logged:
-            SESSIONS.settle(self._bmc)  # not if pyghmi handed over a session another link already counted
+            SESSIONS.settle(self._bmc, int(self.session.sessionid))  # not if pyghmi handed over a counted one
             self._settled = True
         if self.session.broken or not self.session.logged:
             # pyghmi clears `logging` before it sets `broken`; a login thread that sees the one and not yet the
@@ -245,15 +245,14 @@ class BmcLink:
         stale = sorted(set(ids) - {own})
         if not stale:
             return
-        confirmed = 0
+        confirmed: list[int] = []
         try:
-            for session_id in stale:
-                confirmed += self._send_close(session_id)
+            confirmed.extend(session_id for session_id in stale if self._send_close(session_id))  # kept if one raises
         except Exception as exc:  # noqa: BLE001 - best effort: the BMC reaps them at its own timeout anyway
             log.debug("ipmi_half_made_close_failed", bmc=self.where, error=repr(exc))
         finally:
             SESSIONS.closed_half_made(self._bmc, confirmed)
-        log.info("ipmi_half_made_sessions_closed", bmc=self.where, count=len(stale), confirmed=confirmed)
+        log.info("ipmi_half_made_sessions_closed", bmc=self.where, count=len(stale), confirmed=len(confirmed))
 
     def logout(self) -> None:
         """Close the session on the BMC (Close Session up to CLOSE_COPIES times until answered); never raises; once.

@@ -250,6 +250,7 @@ def remember_session_ids() -> None:
             after = getattr(session, "pendingsessionid", None)
             if after is not None and after != before:
                 session.__dict__.setdefault("rackd_session_ids", []).append(after)
+                SESSIONS.answered((session.bmc, session.port), after)
             return result
 
         got_open_session_response.rackd_patched = True  # type: ignore[attr-defined]  # marker against double patching
@@ -279,6 +280,16 @@ def budget_open_sessions() -> None:
 
         open_within_budget.rackd_patched = True  # type: ignore[attr-defined]  # marker against double patching
         ipmi_session.Session._open_rmcpplus_request = open_within_budget
+
+        send_rakp3 = ipmi_session.Session._send_rakp3
+
+        def rakp3_counted(session: Any) -> Any:
+            # Once RAKP 3 is out, only RAKP 4 may be lost: the BMC then holds a logged-in session we never saw,
+            # until its idle timeout rather than its setup timeout (the one-hour soak's peak of 4 with the budget).
+            SESSIONS.rakp3_sent((session.bmc, session.port), session.pendingsessionid)
+            return send_rakp3(session)
+
+        ipmi_session.Session._send_rakp3 = rakp3_counted
 
 
 def apply() -> None:

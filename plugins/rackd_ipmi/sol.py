@@ -81,7 +81,7 @@ class SolStream:
             raise DeviceProtocolError(f"{self.where}: SOL activation failed ({self._failed})")
         session = getattr(self._console, "ipmi_session", None)
         if session is not None and session.__dict__.pop("rackd_claimed", False):
-            SESSIONS.settle(self._bmc)  # the console's own session counts in the BMC's budget until closed
+            SESSIONS.settle(self._bmc, int(session.sessionid))  # the console's session counts until closed
             self._settled = True
 
     async def read(self) -> bytes:

@@ -32,17 +32,34 @@ async def test_half_made_sessions_count_until_the_setup_timeout() -> None:
     assert sessions.claim(BMC) is None
 
 
+async def test_a_login_lost_after_rakp3_counts_until_the_idle_timeout() -> None:
+    # Only RAKP 4 was lost: the BMC holds a logged-in session that rackd never saw, until its idle timeout.
+    clock = ManualClock()
+    sessions = budget(clock)
+    assert sessions.claim(BMC) is None
+    sessions.answered(BMC, 0x11)
+    sessions.rakp3_sent(BMC, 0x11)
+    assert sessions.claim(BMC) is None  # the login starts over: a plain half-made one
+    sessions.answered(BMC, 0x12)
+    await clock.advance(10.0)
+    assert sessions.in_use(BMC) == 1
+    await clock.advance(50.0)
+    assert sessions.in_use(BMC) == 0
+
+
 async def test_a_logged_in_session_counts_until_released_and_an_unconfirmed_close_until_the_idle_timeout() -> None:
     clock = ManualClock()
     sessions = budget(clock, limit=2)
     assert sessions.claim(BMC) is None
-    sessions.settle(BMC)
+    sessions.answered(BMC, 7)
+    sessions.rakp3_sent(BMC, 7)
+    sessions.settle(BMC, 7)
     await clock.advance(100.0)
-    assert sessions.in_use(BMC) == 1  # in use: no timeout
+    assert sessions.in_use(BMC) == 1  # in use: no timeout, and its claim is not counted twice
     sessions.release(BMC, confirmed=True)
     assert sessions.in_use(BMC) == 0
     assert sessions.claim(BMC) is None
-    sessions.settle(BMC)
+    sessions.settle(BMC, 8)
     sessions.release(BMC, confirmed=False)  # every Close Session copy went unanswered
     await clock.advance(59.0)
     assert sessions.in_use(BMC) == 1
@@ -56,7 +73,12 @@ async def test_refused_and_confirmed_closes_free_their_slots_at_once() -> None:
     assert sessions.claim(BMC) is None
     sessions.refused(BMC)  # the BMC answered Open Session with an error: no session made
     assert sessions.claim(BMC) is None
+    sessions.answered(BMC, 21)
+    sessions.rakp3_sent(BMC, 21)
     assert sessions.claim(BMC) is None
+    sessions.answered(BMC, 22)
     assert sessions.claim(BMC) is not None
-    sessions.closed_half_made(BMC, 2)
+    sessions.closed_half_made(BMC, [21])  # the one that may be logged in is the one confirmed closed
+    assert sessions.in_use(BMC) == 1
+    sessions.closed_half_made(BMC, [22])
     assert sessions.in_use(BMC) == 0

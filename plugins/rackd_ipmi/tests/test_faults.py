@@ -378,3 +378,21 @@ async def test_logins_that_keep_failing_never_hold_more_sessions_than_the_budget
         assert await session.get_power("chassis") is PowerState.ON
     finally:
         await session.close()
+
+
+async def test_logins_that_lose_rakp4_never_hold_more_sessions_than_the_budget(
+    driver: IpmiDriver, sim: BmcProcess, context: SessionContext, options: OptionsFactory
+) -> None:
+    # Only RAKP 4 is lost: the BMC logs each attempt in and keeps it until its idle timeout (60 s here), though
+    # the client never saw it. The budget counts such an attempt that long, not only for the setup timeout,
+    # shortened here so that attempts a few seconds apart would otherwise fit again.
+    sim.control("faults", drop_rakp4=1000)
+    budget = options(sim, max_sessions=2, session_setup_timeout=0.5)
+    failures: list[DeviceError] = []
+    for _ in range(3):
+        with pytest.raises(DeviceError) as failed:
+            await driver.open(context, budget)
+        failures.append(failed.value)
+        assert sim.status()["open_sessions"] <= 2
+    assert isinstance(failures[-1], SessionLimitError), failures
+    assert sim.status()["established_sessions"] == 2  # logged in on the BMC's side, never seen by the client

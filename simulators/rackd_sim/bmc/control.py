@@ -88,6 +88,8 @@ class BmcController:
             faults.drop_next = max(0, int(request["drop_next"]))
         if "drop_rakp1" in request:
             faults.drop_rakp1 = max(0, int(request["drop_rakp1"]))
+        if "drop_rakp4" in request:
+            faults.drop_rakp4 = max(0, int(request["drop_rakp4"]))
         return {"faults": vars(faults).copy()}
 
     def _load(self, request: JSON) -> JSON:

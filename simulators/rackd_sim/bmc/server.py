@@ -55,6 +55,7 @@ class Faults:
     drop_rate: float = 0.0  # share of incoming packets silently dropped
     drop_next: int = 0  # drop exactly this many incoming packets from now (a deterministic burst of loss)
     drop_rakp1: int = 0  # lose this many RAKP 1 messages: each leaves a half-made session holding a slot
+    drop_rakp4: int = 0  # lose this many RAKP 4 replies: each leaves a logged-in session the client never saw
     delay: float = 0.0  # seconds before each packet is handled (a slow BMC firmware)
     reject_credentials: bool = False  # every login fails with "unauthorized name"
     empty_replies: bool = False  # every request after login is answered "success" with no data (broken firmware)

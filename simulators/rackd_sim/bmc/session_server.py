@@ -144,7 +144,10 @@ class SimServerSession(serversession.ServerSession):  # type: ignore[misc]  # py
         payload = bytearray([tagvalue, statuscode, 0, 0]) + self.clientsessionid
         icv_data = bytes(self.Rm + self.managedsessionid + self.uuiddata)
         payload += hmac.new(self.sik, icv_data, self.currhashlib).digest()[: self.currhashlen]
-        self.send_payload(payload, ipmi_constants.payload_types["rakp4"], retry=False)
+        if self.bmc.faults.drop_rakp4:
+            self.bmc.faults.drop_rakp4 -= 1  # lost on the way back: the session is logged in, the client never knows
+        else:
+            self.send_payload(payload, ipmi_constants.payload_types["rakp4"], retry=False)
         self.confalgo = "aes"
         self.integrityalgo = "sha256" if self.suite == 17 else "sha1"
         self.sequencenumber = 1
