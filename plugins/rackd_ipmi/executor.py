@@ -56,13 +56,7 @@ class WorkerPool(ThreadPoolExecutor):
             await self._admission((ROUTINE, loop.time()), on_queued)
         else:
             deadline.pause()  # resumed by the thread that runs func, however soon that is
-
-            def queued(ticket: asyncio.Future[None]) -> None:
-                deadline.on_hurry(lambda: self.expedite(ticket))  # a command waits for this poll: go first
-                if on_queued is not None:
-                    on_queued(ticket)
-
-            await self._admission((URGENT if deadline.urgent else ROUTINE, deadline.order), queued)
+            await self._admission((URGENT if deadline.urgent else ROUTINE, deadline.order), on_queued)
 
         def run() -> T:
             if deadline is not None:

@@ -37,7 +37,6 @@ class CallDeadline:
         self._expires = now() + seconds
         self._remaining_when_paused: float | None = None
         self._over = False
-        self._on_hurry: list[Callable[[], None]] = []
 
     @property
     def paused(self) -> bool:
@@ -61,55 +60,9 @@ class CallDeadline:
         self._expires = self._now() + remaining
         self._reschedule(self._expires)
 
-    def hurry(self) -> None:
-        """Make the call urgent from now on: an operator command waits for it (see Hurry)."""
-        if self.urgent or self._over:
-            return
-        self.urgent = True
-        callbacks, self._on_hurry = self._on_hurry, []
-        for callback in callbacks:
-            callback()
-
-    def on_hurry(self, callback: Callable[[], None]) -> None:
-        """Call `callback` (on the event loop) if the call is hurried: a driver moves its queued work forward."""
-        if not self._over and not self.urgent:
-            self._on_hurry.append(callback)
-
     def end(self) -> None:
         """The call is over: later pauses and resumes (a worker starting late) change nothing."""
         self._over = True
-        self._on_hurry.clear()
-
-
-class Hurry:
-    """Makes the calls of one job (a poll) urgent while it runs: an operator command is waiting for the job.
-
-    A device does one thing at a time, so a command waits for the poll in progress; at site scale each of that
-    poll's calls queued for a driver thread behind a thousand other devices' polls (a 6.8 s command p99 in the
-    site benchmark). Hurried, the poll's calls in progress and those still to come go ahead of other polls.
-    """
-
-    def __init__(self) -> None:
-        """Not requested."""
-        self.requested = False
-        self._live: set[CallDeadline] = set()
-
-    def request(self) -> None:
-        """Hurry every call of the job from now on."""
-        self.requested = True
-        for deadline in list(self._live):
-            deadline.hurry()
-
-    @contextmanager
-    def covering(self, deadline: CallDeadline) -> Iterator[CallDeadline]:
-        """Count `deadline` as one of the job's calls for the block."""
-        if self.requested:
-            deadline.hurry()
-        self._live.add(deadline)
-        try:
-            yield deadline
-        finally:
-            self._live.discard(deadline)
 
 
 _current: contextvars.ContextVar[CallDeadline | None] = contextvars.ContextVar("rackd_call_deadline", default=None)

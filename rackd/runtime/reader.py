@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from rackd.drivers.contract import DeviceSession, EventLogSource, InventorySource, PowerControl, SensorSource
-from rackd.drivers.deadline import CallDeadline, Hurry, bound
+from rackd.drivers.deadline import CallDeadline, bound
 from rackd.errors import DeviceTimeoutError, DriverBusyError, UnsupportedError
 from rackd.model import Inventory, LogBatch, PowerState, PowerTarget, Reading
 from rackd.runtime.clock import Clock
@@ -36,14 +36,12 @@ async def call_with_deadline(
     queue_limit: float | None = None,
     urgent: bool = False,
     order: float | None = None,
-    hurry: Hurry | None = None,
 ) -> T:
     """Await a driver call under a deadline; an expired deadline becomes DeviceTimeoutError.
 
     Time the driver spends queueing the call on its own capacity does not count against `seconds` (see
     CallDeadline); a queue longer than `queue_limit` (default: `seconds`) becomes DriverBusyError. `order` (default:
-    now) places the call in the driver's queue: the calls of one poll share the poll's start time. `hurry`: the
-    job this call belongs to, which may be made urgent while the call runs.
+    now) places the call in the driver's queue: the calls of one poll share the poll's start time.
     """
     limit = seconds if queue_limit is None else queue_limit
     deadline: CallDeadline | None = None
@@ -52,7 +50,7 @@ async def call_with_deadline(
             deadline = CallDeadline(
                 seconds, limit, urgent=urgent, order=order, now=clock.monotonic, reschedule=timeout.reschedule
             )
-            with bound(deadline), (hurry or Hurry()).covering(deadline):
+            with bound(deadline):
                 return await call()
     except TimeoutError:
         if deadline is not None and deadline.paused:
@@ -74,20 +72,13 @@ class DeviceReader:
     inventory: Inventory | None = None
     inventory_tried: bool = False
 
-    async def read(
-        self,
-        log_cursor: str | None,
-        *,
-        read_log: bool = True,
-        order: float | None = None,
-        hurry: Hurry | None = None,
-    ) -> DeviceRead:
+    async def read(self, log_cursor: str | None, *, read_log: bool = True, order: float | None = None) -> DeviceRead:
         """Poll everything the session offers; UnsupportedError of an optional part is noted, not fatal."""
         began = order if order is not None else self.clock.monotonic()  # the poll's calls share one queue place
 
         async def call(what: str, work: Callable[[], Awaitable[T]]) -> T:
             return await call_with_deadline(
-                self.clock, self.call_timeout, what, work, queue_limit=self.queue_limit, order=began, hurry=hurry
+                self.clock, self.call_timeout, what, work, queue_limit=self.queue_limit, order=began
             )
 
         result = DeviceRead()

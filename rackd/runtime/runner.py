@@ -13,7 +13,6 @@ import structlog
 from rackd.bus.publisher import Publisher
 from rackd.config import DefaultsConfig, DeviceSpec
 from rackd.drivers.contract import DeviceSession, Driver, PowerControl, SessionContext
-from rackd.drivers.deadline import Hurry
 from rackd.errors import (
     AuthError,
     DeviceError,
@@ -71,7 +70,6 @@ class DeviceRunner:
         self._poll_now = asyncio.Event()
         self._first_poll = asyncio.Event()
         self.lock = asyncio.Lock()  # one thing at a time per device: a command waits for a poll, and vice versa
-        self._poll_hurry: Hurry | None = None  # the poll in progress, which a waiting command makes urgent
         self.busy = False
         self.source = SourceState()
         self.power: dict[str, PowerState] = {}
@@ -105,7 +103,6 @@ class DeviceRunner:
 
     async def read_power(self, target: str) -> PowerState:
         """Observe one target's power state now (waits for a poll in progress; commands go first after it)."""
-        self._hurry_poll()
         async with self.lock:
             state = await self._command_call(f"power state of {target}", lambda s: s.get_power(target))
         self.observed_power(target, state)
@@ -113,23 +110,16 @@ class DeviceRunner:
 
     async def send_power(self, target: str, action: PowerAction) -> None:
         """Ask the device to act on one target (accepted, not verified)."""
-        self._hurry_poll()
         async with self.lock:
             await self._command_call(f"power {action} on {target}", lambda s: s.set_power(target, action))
 
     async def power_targets(self) -> list[str]:
         """Ids of the session's power targets."""
-        self._hurry_poll()
         async with self.lock:
             reader = await self.session(urgent=True)
             if reader.targets is None:
                 reader.targets = list(await self._command_call("power targets", lambda s: s.power_targets()))
             return [t.id for t in reader.targets]
-
-    def _hurry_poll(self) -> None:
-        """A command is about to wait for this device: the poll in progress, if any, finishes ahead of other polls."""
-        if self._poll_hurry is not None and self.lock.locked():
-            self._poll_hurry.request()
 
     async def _command_call(self, what: str, call: Callable[[PowerControl], Awaitable[T]]) -> T:
         reader = await self.session(urgent=True)
@@ -183,12 +173,10 @@ class DeviceRunner:
             try:
                 async with self.lock:
                     self.busy = True
-                    self._poll_hurry = Hurry()
                     try:
                         await self.poll_once()
                     finally:
                         self.busy = False
-                        self._poll_hurry = None
             except DriverBusyError as exc:
                 # The daemon, not the device, was short of capacity: skip this tick, keep the availability.
                 self._on_busy(exc)
@@ -227,9 +215,7 @@ class DeviceRunner:
             stopper.cancel()
             waker.cancel()
 
-    async def session(
-        self, *, urgent: bool = False, order: float | None = None, hurry: Hurry | None = None
-    ) -> DeviceReader:
+    async def session(self, *, urgent: bool = False, order: float | None = None) -> DeviceReader:
         """The open session (logging in first if needed; `urgent` for a command, which goes ahead of polls)."""
         if self._reader is None:
             assert self.spec.options is not None
@@ -249,7 +235,6 @@ class DeviceRunner:
                 queue_limit=self._defaults.open_timeout if urgent else self.spec.poll_interval,
                 urgent=urgent,
                 order=order,
-                hurry=hurry,
             )
             self._reader = DeviceReader(session, self._clock, self.spec.call_timeout, self.spec.poll_interval)
             self._log.debug("session_opened")
@@ -258,10 +243,9 @@ class DeviceRunner:
     async def poll_once(self) -> DeviceRead:
         """One full poll: read, raise events, publish telemetry and state. Raises DeviceError on failure."""
         started = self._clock.monotonic()  # every call of this poll, the login too, queues by this moment
-        hurry = self._poll_hurry
-        reader = await self.session(order=started, hurry=hurry)
+        reader = await self.session(order=started)
         cursor = self._cursors.get(self.spec.id, self.spec.role)
-        result = await reader.read(cursor, order=started, hurry=hurry)
+        result = await reader.read(cursor, order=started)
         self.polls += 1
         self._on_success()
         self._process(result)

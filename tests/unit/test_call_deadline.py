@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from rackd.drivers.deadline import CallDeadline, Hurry, current_deadline
+from rackd.drivers.deadline import CallDeadline, current_deadline
 from rackd.errors import DeviceTimeoutError, DriverBusyError
 from rackd.runtime.clock import SystemClock
 from rackd.runtime.reader import call_with_deadline
@@ -104,34 +104,3 @@ async def test_the_real_clock_deadline_pauses_too() -> None:
     driver.slot.set()
     driver.device_answers.set()
     assert await call == "answer"
-
-
-async def test_a_hurried_job_makes_its_calls_in_progress_and_to_come_urgent() -> None:
-    clock = ManualClock()
-    hurry = Hurry()
-    moved: list[str] = []
-    seen: list[CallDeadline] = []
-
-    async def queued_call() -> str:
-        deadline = current_deadline()
-        assert deadline is not None
-        seen.append(deadline)
-        deadline.on_hurry(lambda: moved.append("to the front"))  # what the driver's queue does
-        await gate.wait()
-        return "read"
-
-    gate = asyncio.Event()
-    first = asyncio.create_task(call_with_deadline(clock, 10, "gpu-1: sensors", queued_call, hurry=hurry))
-    await clock.settle()
-    assert not seen[0].urgent
-    hurry.request()  # an operator command now waits for this poll
-    assert seen[0].urgent
-    assert moved == ["to the front"]
-    gate.set()
-    assert await first == "read"
-    assert await call_with_deadline(clock, 10, "gpu-1: event log", queued_call, hurry=hurry) == "read"
-    assert seen[1].urgent  # the poll's next call starts urgent
-    assert moved == ["to the front"]  # an urgent call is never hurried twice
-    other = await call_with_deadline(clock, 10, "gpu-2: sensors", queued_call)
-    assert other == "read"
-    assert not seen[2].urgent  # other jobs are not affected

@@ -14,7 +14,6 @@ from structlog.testing import capture_logs
 
 from rackd.config import Config, DeviceSpec
 from rackd.drivers.contract import Capability, DriverOptions, SessionContext
-from rackd.drivers.deadline import current_deadline
 from rackd.model import EventType, Health, PowerState, SensorKind
 from rackd.runtime.backoff import phase_offset
 from rackd.runtime.cursors import CursorStore
@@ -301,36 +300,4 @@ async def test_an_unreadable_sensor_is_not_a_threshold_crossing(harness: Harness
         await harness.clock.advance(10)
     (crossed,) = harness.bus.events_of(EventType.THRESHOLD_CROSSED)  # only ok → critical, across the gap
     assert (crossed.data["from"], crossed.data["to"]) == ("ok", "critical")
-    await harness.stop()
-
-
-async def test_a_command_hurries_the_poll_it_waits_for(load: Callable[[str], Config], tmp_path: Path) -> None:
-    # A device does one thing at a time: a command waits for the poll in progress. That poll's remaining calls
-    # then go ahead of other devices' polls in the driver's queue (CallDeadline.urgent; see WorkerPool.expedite).
-    harness = Harness(load(CONFIG.replace("call_timeout = 3", "call_timeout = 30")), tmp_path)
-    WORLD.device(FakeOptions(host="b")).call_delay = 5  # each call takes 5 s of the manual clock
-    urgency: list[tuple[str, bool]] = []
-
-    async def sleep(seconds: float) -> None:  # every fake call passes here, inside its deadline
-        deadline = current_deadline()
-        assert deadline is not None
-        urgency.append((f"{harness.clock.monotonic() - start:g}", deadline.urgent))
-        await harness.clock.sleep(seconds)
-
-    WORLD.sleep = sleep
-    start = harness.clock.monotonic()
-    harness.start("gpu-02")
-    runner = harness.runners["gpu-02"]
-    await harness.clock.advance(phase_offset("gpu-02", 10) + 6)  # the first poll's second call is under way
-    assert runner.busy
-    before = len(urgency)
-    command = asyncio.create_task(runner.read_power("chassis"))
-    answered: list[int] = []
-    command.add_done_callback(lambda _task: answered.append(len(urgency)))
-    await harness.clock.advance(30)
-    assert await command is PowerState.ON
-    poll_calls_before, later = urgency[:before], urgency[before : answered[0]]
-    assert not any(urgent for _, urgent in poll_calls_before), urgency
-    assert later, urgency
-    assert all(urgent for _, urgent in later), urgency  # the poll's remaining calls, then the command's
     await harness.stop()

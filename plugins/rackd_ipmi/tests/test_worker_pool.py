@@ -14,7 +14,6 @@ import pytest
 from rackd_ipmi.executor import WorkerPool
 from rackd_ipmi.logins import LoginGate
 
-from rackd.drivers.deadline import Hurry
 from rackd.errors import DriverBusyError
 from rackd.runtime.reader import call_with_deadline
 from rackd.testing.clock import ManualClock
@@ -151,30 +150,3 @@ async def test_a_poll_under_way_goes_ahead_of_polls_not_yet_begun(pool: WorkerPo
     await asyncio.wrap_future(first)
     await asyncio.gather(continuing, *new_polls)
     assert order == ["gpu-9: sensors", "gpu-0: power", "gpu-1: power", "gpu-2: power"]
-
-
-async def test_a_hurried_poll_call_goes_ahead_of_polls_queued_earlier(pool: WorkerPool) -> None:
-    # An operator command waits for this device's poll (rackd.drivers.deadline.Hurry): its queued call moves up.
-    clock = ManualClock()
-    started, release = threading.Event(), threading.Event()
-    first = await pool.start(blocker(started, release))
-    await wait_thread_event(started)
-    order: list[str] = []
-    hurry = Hurry()
-
-    async def call(name: str, job: Hurry | None = None) -> None:
-        async def through_pool() -> None:
-            future = await pool.start(lambda: order.append(name))
-            await asyncio.wrap_future(future)
-
-        await call_with_deadline(clock, 10, name, through_pool, queue_limit=100, hurry=job)
-
-    polls = [asyncio.create_task(call(f"poll-{i}")) for i in range(3)]
-    await clock.settle()
-    waited_for = asyncio.create_task(call("hurried", hurry))
-    await clock.settle()
-    hurry.request()
-    release.set()
-    await asyncio.wrap_future(first)
-    await asyncio.gather(waited_for, *polls)
-    assert order == ["hurried", "poll-0", "poll-1", "poll-2"]
