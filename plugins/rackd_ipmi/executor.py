@@ -42,21 +42,17 @@ class WorkerPool(ThreadPoolExecutor):
 
     # --- admitted work ---------------------------------------------------------------------------------
 
-    async def start(
-        self, func: Callable[[], T], on_queued: Callable[[asyncio.Future[None]], None] | None = None
-    ) -> Future[T]:
-        """Wait for a free thread (the caller's deadline paused meanwhile), then run `func` on it.
-
-        `on_queued` is given the call's admission ticket if it has to queue, for `expedite`.
-        """
+    async def start(self, func: Callable[[], T]) -> Future[T]:
+        """Wait for a free thread (the caller's deadline paused meanwhile), then run `func` on it."""
         loop = asyncio.get_running_loop()
         self._loop = loop
         deadline = current_deadline()
-        if deadline is None:
-            await self._admission((ROUTINE, loop.time()), on_queued)
-        else:
+        if deadline is not None:
             deadline.pause()  # resumed by the thread that runs func, however soon that is
-            await self._admission((URGENT if deadline.urgent else ROUTINE, deadline.order), on_queued)
+        if deadline is None:
+            await self._admission((ROUTINE, asyncio.get_running_loop().time()))
+        else:
+            await self._admission((URGENT if deadline.urgent else ROUTINE, deadline.order))
 
         def run() -> T:
             if deadline is not None:
@@ -71,9 +67,7 @@ class WorkerPool(ThreadPoolExecutor):
             raise
         return self._track(future)
 
-    async def _admission(
-        self, priority: tuple[int, float], on_queued: Callable[[asyncio.Future[None]], None] | None
-    ) -> None:
+    async def _admission(self, priority: tuple[int, float]) -> None:
         ticket: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         with self._lock:  # checked and queued under the lock: a thread finishing in between must see the ticket
             while self._waiters and self._waiters[0][2].done():
@@ -82,8 +76,6 @@ class WorkerPool(ThreadPoolExecutor):
                 self._busy += 1
                 return
             heapq.heappush(self._waiters, (priority, next(self._arrivals), ticket))
-        if on_queued is not None:
-            on_queued(ticket)
         try:
             await ticket
         except asyncio.CancelledError:
@@ -92,18 +84,6 @@ class WorkerPool(ThreadPoolExecutor):
             else:
                 ticket.cancel()  # _grant skips it
             raise
-
-    def expedite(self, ticket: asyncio.Future[None]) -> None:
-        """Let a queued call go ahead of every other: an operator command waits for it (priority inheritance).
-
-        Calls to one BMC are serialized, so a command waits for that BMC's call in progress; when that call is
-        a poll's, queued for a thread behind the polls of a thousand other BMCs, the command waited as long
-        (6.8 s at the site benchmark's p99). The ticket is queued once more at the front; `_grant` skips the
-        copy left behind once the ticket is granted.
-        """
-        with self._lock:
-            if not ticket.done():
-                heapq.heappush(self._waiters, ((URGENT, float("-inf")), next(self._arrivals), ticket))
 
     def _grant(self) -> None:
         """Give free threads to the first waiters (event loop only)."""
@@ -163,7 +143,7 @@ class WorkerPool(ThreadPoolExecutor):
     def queued(self) -> int:
         """Calls waiting for a thread."""
         with self._lock:
-            return len({id(ticket) for _, _, ticket in self._waiters if not ticket.done()})  # expedited: 2 entries
+            return sum(1 for _, _, ticket in self._waiters if not ticket.done())
 
     def pending(self) -> list[Future[Any]]:
         """Futures not finished yet."""

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import struct
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,7 +15,6 @@ import structlog
 from pyghmi.ipmi import events as ipmi_events
 
 from rackd.drivers.contract import ConsoleStream, SessionContext
-from rackd.drivers.deadline import current_deadline
 from rackd.errors import DeviceProtocolError, DeviceTimeoutError, DeviceUnreachableError
 from rackd.model import (
     Inventory,
@@ -92,8 +91,6 @@ class IpmiSession:
         self._link: BmcLink | None = None
         self._abandoned: Future[Any] | None = None  # a call that missed its deadline and still runs
         self._lock = asyncio.Lock()  # one call at a time per BMC
-        self._queued: asyncio.Future[None] | None = None  # admission ticket of this BMC's call queued for a thread
-        self._urgent_waiting = 0  # operator commands waiting for this BMC's turn
         self._closed = False
         self._sdr_stamp: bytes | None = None
         self._dcmi: bool | None = None if options.use_dcmi else False
@@ -115,42 +112,7 @@ class IpmiSession:
     async def _start(self, func: Callable[[], T]) -> Future[T]:
         """Hand blocking work to the pool once this BMC's abandoned call (if any) has let go of its thread."""
         await self._wait_abandoned()
-        try:
-            return await self._pool.start(func, on_queued=self._note_queued)
-        finally:
-            self._queued = None
-
-    def _note_queued(self, ticket: asyncio.Future[None]) -> None:
-        self._queued = ticket
-        if self._urgent_waiting:
-            self._pool.expedite(ticket)
-
-    @contextlib.asynccontextmanager
-    async def _turn(self) -> AsyncIterator[None]:
-        """This BMC's one-call-at-a-time lock; an operator command waiting for it hurries the call holding it.
-
-        Calls to one BMC are serialized, so a command waits for the BMC's call in progress. At site scale that
-        call may be queued for a thread behind the polls of a thousand other BMCs (the command waited 6.8 s at
-        the site benchmark's p99): it goes to the front of the queue, and the command itself is urgent next.
-        The command does not take a thread while it waits: with as many commands as threads (a rack-wide power
-        off) the calls they wait for would find none.
-        """
-        deadline = current_deadline()
-        if deadline is None or not deadline.urgent:
-            async with self._lock:
-                yield
-            return
-        self._urgent_waiting += 1
-        try:
-            if self._queued is not None:
-                self._pool.expedite(self._queued)
-            await self._lock.acquire()
-        finally:
-            self._urgent_waiting -= 1
-        try:
-            yield
-        finally:
-            self._lock.release()
+        return await self._pool.start(func)
 
     async def _result(self, future: Future[T]) -> T:
         try:
@@ -251,7 +213,7 @@ class IpmiSession:
 
     async def _with_link_of(self, func: Callable[[BmcLink], T], same: BmcLink | None = None) -> tuple[T, BmcLink]:
         """Run `func` on the session's link; with `same`, only on that link (a walk begun on it continues on it)."""
-        async with self._turn():
+        async with self._lock:
             link = await self._ensure_link()
             if same is not None and link is not same:
                 raise DeviceTimeoutError(f"{self.where}: the session was replaced during a multi-call read")
