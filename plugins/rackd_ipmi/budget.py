@@ -34,6 +34,9 @@ class _Account:
         self.claims = [c for c in self.claims if now - c.sent < self.lifetime(c)]
         self.lingering = [t for t in self.lingering if now - t < self.idle_timeout]
 
+    def in_use(self) -> int:
+        return self.held + len(self.claims) + len(self.lingering)
+
     def lifetime(self, claim: _Claim) -> float:
         return self.idle_timeout if claim.maybe_established else self.setup_timeout
 
@@ -76,8 +79,7 @@ class SessionBudget:
         with self._lock:
             account = self._accounts.setdefault(bmc, _Account())
             account.expire(now)
-            in_use = account.held + len(account.claims) + len(account.lingering)
-            if in_use >= account.limit:
+            if account.in_use() >= account.limit:
                 frees = [c.sent + account.lifetime(c) for c in account.claims]
                 frees += [t + account.idle_timeout for t in account.lingering]
                 wait = f"; one frees in {min(frees) - now:.1f} s" if frees else ""
@@ -88,29 +90,30 @@ class SessionBudget:
             account.claims.append(_Claim(now))
             return None
 
+    def _claim_of(self, bmc: BmcAddress, session_id: int | None) -> tuple[_Account, _Claim] | None:
+        """(account, claim) for this session id (None: the newest unanswered one), if counted; under the lock."""
+        account = self._accounts.get(bmc)
+        claim = account.newest(session_id) if account is not None else None
+        return None if account is None or claim is None else (account, claim)
+
     def answered(self, bmc: BmcAddress, session_id: int) -> None:
         """The BMC answered the newest Open Session with this session id."""
         with self._lock:
-            account = self._accounts.get(bmc)
-            claim = account.newest(None) if account is not None else None
-            if claim is not None:
-                claim.session_id = session_id
+            if found := self._claim_of(bmc, None):
+                found[1].session_id = session_id
 
     def refused(self, bmc: BmcAddress) -> None:
         """The BMC answered the newest Open Session with an error: it made no session."""
         with self._lock:
-            account = self._accounts.get(bmc)
-            claim = account.newest(None) if account is not None else None
-            if account is not None and claim is not None:
+            if found := self._claim_of(bmc, None):
+                account, claim = found
                 account.claims.remove(claim)
 
     def rakp3_sent(self, bmc: BmcAddress, session_id: int) -> None:
         """RAKP 3 went out for this session: from now on the BMC may hold it logged in, until its idle timeout."""
         with self._lock:
-            account = self._accounts.get(bmc)
-            claim = account.newest(session_id) if account is not None else None
-            if claim is not None:
-                claim.maybe_established = True
+            if found := self._claim_of(bmc, session_id):
+                found[1].maybe_established = True
 
     def settle(self, bmc: BmcAddress, session_id: int) -> None:
         """This session's Open Session became a logged-in session in use."""
@@ -145,7 +148,7 @@ class SessionBudget:
             if account is None:
                 return 0
             account.expire(self._clock())
-            return account.held + len(account.claims) + len(account.lingering)
+            return account.in_use()
 
 
 SESSIONS = SessionBudget()

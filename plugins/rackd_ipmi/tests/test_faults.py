@@ -362,6 +362,19 @@ async def test_a_half_made_session_of_a_lost_rakp_is_closed_after_login(
     assert sim.status()["open_sessions"] == 0
 
 
+async def three_failed_logins_within_a_budget_of_two(
+    driver: IpmiDriver, sim: BmcProcess, context: SessionContext, budget: IpmiOptions
+) -> list[DeviceError]:
+    """Three logins that fail; after each, the BMC holds at most the 2 sessions of the budget."""
+    failures: list[DeviceError] = []
+    for _ in range(3):
+        with pytest.raises(DeviceError) as failed:
+            await driver.open(context, budget)
+        failures.append(failed.value)
+        assert sim.status()["open_sessions"] <= 2
+    return failures
+
+
 async def test_logins_that_keep_failing_never_hold_more_sessions_than_the_budget(
     driver: IpmiDriver, sim: BmcProcess, context: SessionContext, options: OptionsFactory
 ) -> None:
@@ -370,12 +383,7 @@ async def test_logins_that_keep_failing_never_hold_more_sessions_than_the_budget
     # login is refused before it sends anything, so the BMC never holds more than the budget.
     sim.control("faults", drop_rakp1=1000)
     budget = options(sim, max_sessions=2)
-    failures: list[DeviceError] = []
-    for _ in range(3):
-        with pytest.raises(DeviceError) as failed:
-            await driver.open(context, budget)
-        failures.append(failed.value)
-        assert sim.status()["open_sessions"] <= 2
+    failures = await three_failed_logins_within_a_budget_of_two(driver, sim, context, budget)
     assert isinstance(failures[-1], SessionLimitError), failures
     assert "session budget" in str(failures[-1])
     assert "127.0.0.1" in str(failures[-1])
@@ -397,11 +405,6 @@ async def test_logins_that_lose_rakp4_never_hold_more_sessions_than_the_budget(
     # shortened here so that attempts a few seconds apart would otherwise fit again.
     sim.control("faults", drop_rakp4=1000)
     budget = options(sim, max_sessions=2, session_setup_timeout=0.5)
-    failures: list[DeviceError] = []
-    for _ in range(3):
-        with pytest.raises(DeviceError) as failed:
-            await driver.open(context, budget)
-        failures.append(failed.value)
-        assert sim.status()["open_sessions"] <= 2
+    failures = await three_failed_logins_within_a_budget_of_two(driver, sim, context, budget)
     assert isinstance(failures[-1], SessionLimitError), failures
     assert sim.status()["established_sessions"] == 2  # logged in on the BMC's side, never seen by the client
