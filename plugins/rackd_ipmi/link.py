@@ -91,8 +91,8 @@ HALF_MADE = HalfMadeSessions()
 class BmcLink:
     """A logged-in pyghmi Command for one BMC, with a minimum interval between IPMI requests.
 
-    Every method blocks and must run in the driver's executor. A link is used by one call at a time (the async
-    session serializes calls) and is never reused after it has been poisoned.
+    Every method blocks and must run in the driver's executor. A link is used by one call at a time (the pool
+    runs one call per BMC session at a time) and is never reused after it has been poisoned.
     """
 
     def __init__(self, options: IpmiOptions, password: str, kg: str | None) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import struct
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -90,7 +89,8 @@ class IpmiSession:
         self._pump = pump
         self._link: BmcLink | None = None
         self._abandoned: Future[Any] | None = None  # a call that missed its deadline and still runs
-        self._lock = asyncio.Lock()  # one call at a time per BMC
+        # Logins are one at a time per session; calls are one at a time per BMC in the pool (keyed by this session)
+        self._link_lock = asyncio.Lock()
         self._closed = False
         self._sdr_stamp: bytes | None = None
         self._dcmi: bool | None = None if options.use_dcmi else False
@@ -101,7 +101,7 @@ class IpmiSession:
 
     async def open(self) -> None:
         """Log in (a bounded number of logins run at once; one at a time per BMC)."""
-        async with self._lock:
+        async with self._link_lock:
             await self._ensure_link()
         self._pump.add(self)  # keepalives for this BMC's sessions while it is idle between polls
 
@@ -110,9 +110,8 @@ class IpmiSession:
         return await self._result(await self._start(func))
 
     async def _start(self, func: Callable[[], T]) -> Future[T]:
-        """Hand blocking work to the pool once this BMC's abandoned call (if any) has let go of its thread."""
-        await self._wait_abandoned()
-        return await self._pool.start(func)
+        """Hand blocking work to the pool: after this BMC's call in progress (even one abandoned at its deadline)."""
+        return await self._pool.start(func, key=self)
 
     async def _result(self, future: Future[T]) -> T:
         try:
@@ -126,23 +125,6 @@ class IpmiSession:
             self._poison("deadline")
             future.add_done_callback(self._adopt_orphan)  # a login that still succeeds must not leak
             raise
-
-    async def _wait_abandoned(self) -> None:
-        """Wait (within the caller's deadline) until a call that missed an earlier deadline has let go."""
-        abandoned = self._abandoned
-        if abandoned is None:
-            return
-        if not abandoned.done():
-            loop = asyncio.get_running_loop()
-            released = asyncio.Event()
-
-            def wake(_future: Future[Any]) -> None:
-                with contextlib.suppress(RuntimeError):  # the loop may be gone by the time pyghmi gives up
-                    loop.call_soon_threadsafe(released.set)
-
-            abandoned.add_done_callback(wake)
-            await released.wait()  # our caller's deadline may end this wait; the worker is left alone
-        self._abandoned = None
 
     def _adopt_orphan(self, future: Future[Any]) -> None:
         if future.cancelled() or future.exception() is not None:
@@ -213,15 +195,24 @@ class IpmiSession:
 
     async def _with_link_of(self, func: Callable[[BmcLink], T], same: BmcLink | None = None) -> tuple[T, BmcLink]:
         """Run `func` on the session's link; with `same`, only on that link (a walk begun on it continues on it)."""
-        async with self._lock:
+        if same is not None and self._link is not same:
+            raise DeviceTimeoutError(f"{self.where}: the session was replaced during a multi-call read")
+        async with self._link_lock:
             link = await self._ensure_link()
-            if same is not None and link is not same:
-                raise DeviceTimeoutError(f"{self.where}: the session was replaced during a multi-call read")
-            try:
-                return await self._run(lambda: func(link)), link
-            finally:
-                if link.poisoned and self._link is link:
-                    self._poison("failed")
+        if same is not None and link is not same:
+            raise DeviceTimeoutError(f"{self.where}: the session was replaced during a multi-call read")
+
+        def call() -> T:
+            # Another call to this BMC (a poll's, a command's) may have failed while this one waited its turn.
+            if link.poisoned:
+                raise DeviceTimeoutError(f"{self.where}: the session failed while this call waited for the BMC")
+            return func(link)
+
+        try:
+            return await self._run(call), link
+        finally:
+            if link.poisoned and self._link is link:
+                self._poison("failed")
 
     def _kg(self) -> str | None:
         return self.options.kg.reveal() if self.options.kg is not None else None

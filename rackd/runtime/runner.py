@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -40,6 +41,10 @@ _HEALTH_SEVERITY = {
 _SESSION_SURVIVES = (UnsupportedError, DeviceRefusedError, DriverBusyError)
 
 
+class _SessionLostError(DeviceError):
+    """A poll's call failed because a command had discarded the session under it (the command reports why)."""
+
+
 class DeviceRunner:
     """Polls one device's driver session forever; a device fault never escapes `run()`."""
 
@@ -69,8 +74,11 @@ class DeviceRunner:
         self._stop = asyncio.Event()
         self._poll_now = asyncio.Event()
         self._first_poll = asyncio.Event()
-        self.lock = asyncio.Lock()  # one thing at a time per device: a command waits for a poll, and vice versa
-        self.busy = False
+        # A command does not wait for a poll in progress: drivers serialize one device's calls themselves and put
+        # commands first (the driver contract). The runner keeps one login and one command at a time per device.
+        self._opening = asyncio.Lock()
+        self._commanding = asyncio.Lock()
+        self._power_epoch = 0  # counts commands that read or switched power: a poll begun before one is stale
         self.source = SourceState()
         self.power: dict[str, PowerState] = {}
         self.health: Health = Health.UNKNOWN
@@ -102,39 +110,58 @@ class DeviceRunner:
         return self.available
 
     async def read_power(self, target: str) -> PowerState:
-        """Observe one target's power state now (waits for a poll in progress; commands go first after it)."""
-        async with self.lock:
-            state = await self._command_call(f"power state of {target}", lambda s: s.get_power(target))
-        self.observed_power(target, state)
+        """Observe one target's power state now (alongside a poll in progress: the driver puts commands first)."""
+        async with self._commanding:
+            self._power_epoch += 1
+            state = await self._command_call(
+                f"power state of {target}", lambda s: s.get_power(target), repeatable=True
+            )
+            self.observed_power(target, state)
         return state
 
     async def send_power(self, target: str, action: PowerAction) -> None:
         """Ask the device to act on one target (accepted, not verified)."""
-        async with self.lock:
+        async with self._commanding:
+            self._power_epoch += 1
             await self._command_call(f"power {action} on {target}", lambda s: s.set_power(target, action))
 
     async def power_targets(self) -> list[str]:
         """Ids of the session's power targets."""
-        async with self.lock:
+        async with self._commanding:
             reader = await self.session(urgent=True)
             if reader.targets is None:
-                reader.targets = list(await self._command_call("power targets", lambda s: s.power_targets()))
+                targets = await self._command_call("power targets", lambda s: s.power_targets(), repeatable=True)
+                reader.targets = list(targets)
             return [t.id for t in reader.targets]
 
-    async def _command_call(self, what: str, call: Callable[[PowerControl], Awaitable[T]]) -> T:
-        reader = await self.session(urgent=True)
-        session = reader.session
-        if not isinstance(session, PowerControl):
-            raise UnsupportedError(f"{self.spec.id}: driver {self.spec.driver} has no power control")
-        try:
-            result = await call_with_deadline(
-                self._clock, self.spec.call_timeout, f"{self.spec.id}: {what}", lambda: call(session), urgent=True
-            )
-        except DeviceError as exc:
-            if not isinstance(exc, _SESSION_SURVIVES):
-                self._discard_session()
-            raise
-        return result
+    async def _command_call(
+        self, what: str, call: Callable[[PowerControl], Awaitable[T]], *, repeatable: bool = False
+    ) -> T:
+        """One driver call for a command; a read (`repeatable`) whose session a failing poll discarded goes again."""
+        repeated = False
+        while True:
+            reader = await self.session(urgent=True)
+            session = reader.session
+            if not isinstance(session, PowerControl):
+                raise UnsupportedError(f"{self.spec.id}: driver {self.spec.driver} has no power control")
+            try:
+                return await call_with_deadline(
+                    self._clock,
+                    self.spec.call_timeout,
+                    f"{self.spec.id}: {what}",
+                    functools.partial(call, session),
+                    urgent=True,
+                )
+            except DeviceError as exc:
+                lost = self._reader is not reader  # a poll that failed meanwhile discarded the session under it
+                if not isinstance(exc, _SESSION_SURVIVES):
+                    self._discard_session(reader)
+                if repeated or not repeatable or not lost or isinstance(exc, DriverBusyError):
+                    raise
+                # A read is safe to send again on a fresh session; a switching request never is (it may have
+                # reached the device before its session failed).
+                self._log.debug("command_read_repeated", what=what, error=str(exc))
+                repeated = True
 
     def observed_power(self, target: str, state: PowerState) -> None:
         """Record an observed power state (a poll's, or an action's); raises power_changed on a change."""
@@ -171,15 +198,16 @@ class DeviceRunner:
                 next_at = self._clock.monotonic()  # an out-of-band poll restarts the grid from now
             started = next_at
             try:
-                async with self.lock:
-                    self.busy = True
-                    try:
-                        await self.poll_once()
-                    finally:
-                        self.busy = False
+                await self.poll_once()
             except DriverBusyError as exc:
                 # The daemon, not the device, was short of capacity: skip this tick, keep the availability.
                 self._on_busy(exc)
+            except _SessionLostError as lost:
+                # A command failed on the session this poll was using and discarded it: that failure is the
+                # command's to report. Poll again at once on a fresh session, which decides the availability.
+                self._log.debug("poll_session_lost_to_command", error=str(lost.__cause__))
+                next_at = self._clock.monotonic()
+                continue
             except DeviceError as exc:
                 self._first_poll.set()
                 await self._sleep(self._on_failure(exc))
@@ -217,6 +245,10 @@ class DeviceRunner:
 
     async def session(self, *, urgent: bool = False, order: float | None = None) -> DeviceReader:
         """The open session (logging in first if needed; `urgent` for a command, which goes ahead of polls)."""
+        async with self._opening:  # a poll and a command that both find no session must not both log in
+            return await self._open_session(urgent=urgent, order=order)
+
+    async def _open_session(self, *, urgent: bool, order: float | None) -> DeviceReader:
         if self._reader is None:
             assert self.spec.options is not None
             context = SessionContext(
@@ -244,8 +276,17 @@ class DeviceRunner:
         """One full poll: read, raise events, publish telemetry and state. Raises DeviceError on failure."""
         started = self._clock.monotonic()  # every call of this poll, the login too, queues by this moment
         reader = await self.session(order=started)
+        epoch = self._power_epoch
         cursor = self._cursors.get(self.spec.id, self.spec.role)
-        result = await reader.read(cursor, order=started)
+        try:
+            result = await reader.read(cursor, order=started)
+        except DeviceError as exc:
+            if self._reader is not reader and not isinstance(exc, DriverBusyError):
+                raise _SessionLostError from exc
+            raise
+        if epoch != self._power_epoch:
+            # A command read or switched power during this poll: the poll's power states may predate it.
+            result.power.clear()
         self.polls += 1
         self._on_success()
         self._process(result)
@@ -381,7 +422,7 @@ class DeviceRunner:
         """Record a failed poll; returns how long to wait before the next attempt."""
         self.failures += 1
         if not isinstance(exc, _SESSION_SURVIVES):
-            self._discard_session()
+            self._discard_session(self._reader)
         error = f"{type(exc).__name__}: {exc}"
         previous = self.source.availability
         if previous is not Availability.DOWN:
@@ -403,12 +444,14 @@ class DeviceRunner:
             return self._defaults.auth_backoff
         return self._backoff.next_delay()
 
-    def _discard_session(self) -> None:
-        reader, self._reader = self._reader, None
-        if reader is not None:
-            task = asyncio.create_task(self._close(reader.session), name=f"close-session:{self.spec.id}")
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
+    def _discard_session(self, reader: DeviceReader | None) -> None:
+        """Close `reader`'s session in the background, unless it was discarded already (by a poll or a command)."""
+        if reader is None or reader is not self._reader:
+            return
+        self._reader = None
+        task = asyncio.create_task(self._close(reader.session), name=f"close-session:{self.spec.id}")
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     async def _close(self, session: DeviceSession) -> None:
         try:
@@ -419,6 +462,6 @@ class DeviceRunner:
 
     async def aclose(self) -> None:
         """Log out of the session and wait for sessions being discarded."""
-        self._discard_session()
+        self._discard_session(self._reader)
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)

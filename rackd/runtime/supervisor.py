@@ -138,8 +138,7 @@ class Daemon:
         runner = self.runners.get(device)
         if runner is None:
             return None
-        async with runner.lock:
-            return (await runner.session()).session
+        return (await runner.session()).session
 
     def _make_runner(self, spec: DeviceSpec) -> DeviceRunner | None:
         if spec.driver is None:

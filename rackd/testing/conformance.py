@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import math
 from dataclasses import dataclass, field
@@ -83,6 +84,8 @@ async def check_driver(
                 sorted(r.sensor for r in again) == sorted(r.sensor for r in readings),
                 "sensor ids are not stable between two reads",
             )
+            if isinstance(session, PowerControl) and report.power:
+                await _check_command_during_a_poll(report, clock, call_timeout, session, readings)
         if isinstance(session, EventLogSource):
             batch = await call_with_deadline(clock, call_timeout, "read_log", lambda: session.read_log(None))
             report.check(isinstance(batch, LogBatch), "read_log did not return a LogBatch")
@@ -97,6 +100,26 @@ async def check_driver(
         await session.close()
         await session.close()  # close must be idempotent
     return report
+
+
+async def _check_command_during_a_poll(
+    report: ConformanceReport, clock: SystemClock, call_timeout: float, session: Any, readings: list[Reading]
+) -> None:
+    """The runtime sends a command's power read in the middle of a poll's sensor read: both must answer."""
+    target = next(iter(report.power))
+    sensors = asyncio.ensure_future(call_with_deadline(clock, call_timeout, "read_sensors", session.read_sensors))
+    await asyncio.sleep(0)  # the sensor read is under way
+    try:
+        state = await call_with_deadline(
+            clock, call_timeout, "get_power during read_sensors", functools.partial(session.get_power, target)
+        )
+        report.check(isinstance(state, PowerState), f"get_power({target}) during read_sensors returned {state!r}")
+    finally:
+        during = list(await sensors)
+    report.check(
+        sorted(r.sensor for r in during) == sorted(r.sensor for r in readings),
+        "a sensor read with a power read in its middle returned other sensor ids",
+    )
 
 
 def _check_readings(report: ConformanceReport, readings: list[Reading]) -> None:

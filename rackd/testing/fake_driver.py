@@ -156,6 +156,8 @@ class FakeSession:
             raise DeviceProtocolError("fake session used after close")
         if device.call_delay:
             await WORLD.sleep(device.call_delay)
+            if self._closed:  # closed under a call in flight (by a failing poll or command): the call fails too
+                raise DeviceProtocolError("fake session closed during the call")
         fault = device.current_fault()
         if fault is FakeFault.HANG:
             release = device.hang_release or asyncio.Event()

@@ -14,6 +14,7 @@ from structlog.testing import capture_logs
 
 from rackd.config import Config, DeviceSpec
 from rackd.drivers.contract import Capability, DriverOptions, SessionContext
+from rackd.errors import DeviceTimeoutError
 from rackd.model import EventType, Health, PowerState, SensorKind
 from rackd.runtime.backoff import phase_offset
 from rackd.runtime.cursors import CursorStore
@@ -300,4 +301,82 @@ async def test_an_unreadable_sensor_is_not_a_threshold_crossing(harness: Harness
         await harness.clock.advance(10)
     (crossed,) = harness.bus.events_of(EventType.THRESHOLD_CROSSED)  # only ok → critical, across the gap
     assert (crossed.data["from"], crossed.data["to"]) == ("ok", "critical")
+    await harness.stop()
+
+
+async def _slow_poll_under_way(harness: Harness, device: str, host: str) -> DeviceRunner:
+    """Run `device` past its first poll, make each call take 2 s, and stop 0.5 s into its next poll."""
+    runner = harness.runners.get(device) or harness.runner(device)
+    started = harness.clock.monotonic()
+    harness.start(device)
+    phase = phase_offset(device, 10)
+    await harness.clock.advance(phase + 1)  # the first poll (calls take no time) is over
+    assert runner.polls == 1
+    harness.device(host).call_delay = 2  # each later poll: power, sensors, log = 6 s
+    await harness.clock.advance(started + phase + 10.5 - harness.clock.monotonic())
+    return runner
+
+
+async def test_a_command_does_not_wait_for_the_poll_in_progress(harness: Harness) -> None:
+    runner = await _slow_poll_under_way(harness, "gpu-02", "b")
+    command = asyncio.create_task(runner.read_power("chassis"))
+    await harness.clock.advance(2)  # one call's time: the poll is 2.5 s into its 6 s
+    assert command.done()
+    assert command.result() is PowerState.ON
+    assert runner.polls == 1  # the poll is still under way
+    await harness.clock.advance(4)
+    assert runner.polls == 2
+    await harness.stop()
+
+
+async def test_a_poll_does_not_report_a_power_state_older_than_a_commands(harness: Harness) -> None:
+    runner = await _slow_poll_under_way(harness, "gpu-02", "b")
+    await harness.clock.advance(2)  # the poll has read the chassis on; its sensors and log take 4 s more
+    harness.device("b").power["chassis"] = PowerState.OFF
+    command = asyncio.create_task(runner.read_power("chassis"))
+    await harness.clock.advance(2)
+    assert command.result() is PowerState.OFF
+    await harness.clock.advance(2.5)  # the poll ended, with the "on" it read before the command's "off"
+    assert runner.polls == 2
+    assert runner.power["chassis"] is PowerState.OFF
+    changes = [(e.data["from"], e.data["to"]) for e in harness.bus.events_of(EventType.POWER_CHANGED)]
+    assert changes == [("on", "off")]
+    await harness.stop()
+
+
+async def test_a_poll_whose_session_a_failed_command_discarded_polls_again_without_going_down(
+    harness: Harness,
+) -> None:
+    runner = await _slow_poll_under_way(harness, "gpu-02", "b")
+    device = harness.device("b")
+    device.call_delay, device.fault = 0, FakeFault.TIMEOUT  # the command's call fails at once
+    with pytest.raises(DeviceTimeoutError):
+        await runner.read_power("chassis")
+    device.call_delay, device.fault = 2, FakeFault.NONE
+    with capture_logs() as logs:
+        await harness.clock.advance(20)
+    # The poll's call failed with the session the command discarded: the command reported the failure; the poll
+    # went again at once on a fresh session, and the device never went down.
+    assert "poll_session_lost_to_command" in [e["event"] for e in logs]
+    assert device.opens == 2
+    assert runner.available
+    assert runner.failures == 0
+    assert harness.bus.events_of(EventType.UNREACHABLE) == []
+    await harness.stop()
+
+
+async def test_a_command_read_whose_session_a_failing_poll_discarded_is_sent_again(harness: Harness) -> None:
+    runner = await _slow_poll_under_way(harness, "gpu-02", "b")
+    device = harness.device("b")
+    await harness.clock.advance(1)  # 1.5 s into the poll: its power read ends at 2 s
+    command = asyncio.create_task(runner.read_power("chassis"))  # in flight until 3.5 s
+    device.fault = FakeFault.TIMEOUT
+    await harness.clock.advance(0.75)  # the poll's call timed out at 2 s and discarded the session
+    assert not runner.available
+    device.fault = FakeFault.NONE
+    with capture_logs() as logs:
+        await harness.clock.advance(4)  # the read ends at 3.5 s, and is sent again on a fresh session: 5.5 s
+    # The read failed with its session; it was sent again on a fresh one and answered.
+    assert command.result() is PowerState.ON
+    assert "command_read_repeated" in [e["event"] for e in logs]
     await harness.stop()

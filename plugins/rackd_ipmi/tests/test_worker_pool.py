@@ -14,7 +14,7 @@ import pytest
 from rackd_ipmi.executor import WorkerPool
 from rackd_ipmi.logins import LoginGate
 
-from rackd.errors import DriverBusyError
+from rackd.errors import DeviceTimeoutError, DriverBusyError
 from rackd.runtime.reader import call_with_deadline
 from rackd.testing.clock import ManualClock
 
@@ -150,3 +150,69 @@ async def test_a_poll_under_way_goes_ahead_of_polls_not_yet_begun(pool: WorkerPo
     await asyncio.wrap_future(first)
     await asyncio.gather(continuing, *new_polls)
     assert order == ["gpu-9: sensors", "gpu-0: power", "gpu-1: power", "gpu-2: power"]
+
+
+async def test_calls_to_one_bmc_run_one_at_a_time() -> None:
+    pool = WorkerPool(max_workers=2, thread_name_prefix="test-pool")  # a thread to spare: only the BMC holds
+    try:
+        started, release = threading.Event(), threading.Event()
+        first = await pool.start(blocker(started, release, "first"), key="gpu-1")
+        await wait_thread_event(started)
+        second = asyncio.create_task(pool.start(lambda: "second", key="gpu-1"))
+        other = await pool.start(lambda: "other BMC", key="gpu-2")
+        assert await asyncio.wrap_future(other) == "other BMC"  # the spare thread serves another BMC at once
+        assert not second.done()
+        assert (pool.busy, pool.queued) == (1, 1)  # gpu-1's second call holds no thread while it waits
+        release.set()
+        assert await asyncio.wrap_future(first) == "first"
+        assert await asyncio.wrap_future(await second) == "second"
+    finally:
+        pool.shutdown(wait=True)
+
+
+async def test_a_command_takes_its_bmcs_place_from_a_queued_poll_call(pool: WorkerPool) -> None:
+    """A command waits for its BMC's call on a thread (one request), never for that BMC's call still queued."""
+    clock = ManualClock()
+    started, release = threading.Event(), threading.Event()
+    first = await pool.start(blocker(started, release), key="gpu-0")  # the only thread, busy with another BMC
+    await wait_thread_event(started)
+    order: list[str] = []
+
+    async def call(name: str, bmc: str, *, urgent: bool = False, poll_began: float | None = None) -> None:
+        async def through_pool() -> None:
+            await asyncio.wrap_future(await pool.start(lambda: order.append(name), key=bmc))
+
+        await call_with_deadline(clock, 10, name, through_pool, queue_limit=100, urgent=urgent, order=poll_began)
+
+    began = clock.monotonic()
+    polls = [asyncio.create_task(call(f"{bmc}: sensor", bmc, poll_began=began)) for bmc in ("gpu-1", "gpu-2")]
+    await clock.settle()
+    command = asyncio.create_task(call("gpu-2: chassis status", "gpu-2", urgent=True))
+    await clock.settle()
+    release.set()
+    await asyncio.wrap_future(first)
+    await asyncio.gather(command, *polls)
+    # The command went first; gpu-2's poll call waited for the command's call (one call per BMC at a time).
+    assert order == ["gpu-2: chassis status", "gpu-1: sensor", "gpu-2: sensor"]
+
+
+async def test_a_call_waiting_for_its_busy_bmc_times_out_as_the_device(pool: WorkerPool) -> None:
+    """Waiting for one's own BMC is waiting for the device: the deadline runs (unlike waiting for a thread)."""
+    clock = ManualClock()
+    started, release = threading.Event(), threading.Event()
+    stuck = await pool.start(blocker(started, release), key="gpu-3")  # e.g. a call abandoned at its deadline
+    await wait_thread_event(started)
+
+    async def command() -> None:
+        await asyncio.wrap_future(await pool.start(lambda: None, key="gpu-3"))
+
+    waiting = asyncio.create_task(call_with_deadline(clock, 10, "gpu-3: power", command, queue_limit=100))
+    await clock.advance(10)
+    with pytest.raises(DeviceTimeoutError, match="gpu-3: power: no answer within 10 s"):
+        await waiting
+    assert pool.queued == 0
+    release.set()
+    await asyncio.wrap_future(stuck)
+    follow_up = await pool.start(lambda: "next", key="gpu-3")  # the BMC's turn did not leak
+    assert await asyncio.wrap_future(follow_up) == "next"
+    assert pool.busy == 0
