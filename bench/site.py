@@ -372,6 +372,15 @@ def table_of(result: dict[str, Any], quick: bool) -> Table:
         ),
         "rackd CPU and RSS from /proc of the daemon over the window, at the end. The daemon logs at info level.",
     ]
+    if packets:
+        # With a few dozen commands p99 is the slowest one or two: show them all so the tail can be read.
+        table.notes.append(
+            "Every command, sorted (ms): first BMC packet "
+            + ", ".join(f"{v:.0f}" for v in sorted(packets))
+            + "; own state read answered "
+            + ", ".join(f"{v:.0f}" for v in sorted(reads))
+            + "."
+        )
     lost = result["unavailable"]
     table.notes.append(
         f"Healthy devices that went unavailable during the run: {len(lost)}"

@@ -30,6 +30,7 @@ class _Waiter:
     key: Hashable | None
     deadline: CallDeadline | None
     ticket: asyncio.Future[None]
+    hurry: Callable[[], None] | None = None  # makes this call, once running, finish sooner (a command waits)
     entry: int = -1  # the heap entry that is this waiter's current place in the thread queue (-1: none)
 
 
@@ -38,7 +39,7 @@ class _Turns:
     """Whose turn it is on one BMC: at most one call queued for a thread or running; the others parked."""
 
     holder: _Waiter | None = None  # queued for a thread
-    running: bool = False
+    running: _Waiter | None = None  # on a thread
     parked: list[_Waiter] = field(default_factory=list)
 
 
@@ -76,8 +77,13 @@ class WorkerPool(ThreadPoolExecutor):
 
     # --- admitted work ---------------------------------------------------------------------------------
 
-    async def start(self, func: Callable[[], T], key: Hashable | None = None) -> Future[T]:
-        """Wait for `key`'s turn and a free thread (the deadline paused while only the thread is awaited); run it."""
+    async def start(
+        self, func: Callable[[], T], key: Hashable | None = None, hurry: Callable[[], None] | None = None
+    ) -> Future[T]:
+        """Wait for `key`'s turn and a free thread (the deadline paused while only the thread is awaited); run it.
+
+        `hurry` (event loop) is called if an urgent call comes to wait for this one while it runs.
+        """
         loop = asyncio.get_running_loop()
         self._loop = loop
         deadline = current_deadline()
@@ -85,7 +91,7 @@ class WorkerPool(ThreadPoolExecutor):
             priority: Priority = (ROUTINE, loop.time())
         else:
             priority = (URGENT if deadline.urgent else ROUTINE, deadline.order)
-        await self._admission(_Waiter(priority, next(self._counter), key, deadline, loop.create_future()))
+        await self._admission(_Waiter(priority, next(self._counter), key, deadline, loop.create_future(), hurry))
 
         def run() -> T:
             if deadline is not None:
@@ -120,7 +126,8 @@ class WorkerPool(ThreadPoolExecutor):
             return
         turns = self._turns.setdefault(waiter.key, _Turns())
         holder = turns.holder
-        if holder is None and not turns.running:
+        running = turns.running
+        if holder is None and running is None:
             turns.holder = waiter
             self._queue(waiter)
         elif holder is not None and waiter.priority < holder.priority:
@@ -130,6 +137,8 @@ class WorkerPool(ThreadPoolExecutor):
             self._queue(waiter)
         else:
             self._park(turns, waiter)
+            if running is not None and running.hurry is not None and waiter.priority[0] < running.priority[0]:
+                running.hurry()  # a command waits for a poll's call on its BMC: that call resends early
 
     def _queue(self, waiter: _Waiter) -> None:
         if waiter.deadline is not None:
@@ -168,7 +177,7 @@ class WorkerPool(ThreadPoolExecutor):
             self._forget_idle(key, turns)
 
     def _forget_idle(self, key: Hashable | None, turns: _Turns) -> None:
-        if turns.holder is None and not turns.running and not turns.parked:
+        if turns.holder is None and turns.running is None and not turns.parked:
             self._turns.pop(key, None)
 
     def _grant(self) -> None:
@@ -178,7 +187,7 @@ class WorkerPool(ThreadPoolExecutor):
         for key in released:
             turns = self._turns.get(key)
             if turns is not None:
-                turns.running = False
+                turns.running = None
                 if turns.holder is None:
                     self._next_turn(key, turns)
         while True:
@@ -193,7 +202,7 @@ class WorkerPool(ThreadPoolExecutor):
             if waiter.key is not None:
                 turns = self._turns[waiter.key]
                 turns.holder = None
-                turns.running = True
+                turns.running = waiter
             waiter.ticket.set_result(None)
 
     # --- background work --------------------------------------------------------------------------------

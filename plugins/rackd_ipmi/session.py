@@ -105,13 +105,13 @@ class IpmiSession:
             await self._ensure_link()
         self._pump.add(self)  # keepalives for this BMC's sessions while it is idle between polls
 
-    async def _run(self, func: Callable[[], T]) -> T:
+    async def _run(self, func: Callable[[], T], hurry: Callable[[], None] | None = None) -> T:
         """Run blocking work on a pool thread; if our caller gives up (deadline), the session is poisoned."""
-        return await self._result(await self._start(func))
+        return await self._result(await self._start(func, hurry))
 
-    async def _start(self, func: Callable[[], T]) -> Future[T]:
+    async def _start(self, func: Callable[[], T], hurry: Callable[[], None] | None = None) -> Future[T]:
         """Hand blocking work to the pool: after this BMC's call in progress (even one abandoned at its deadline)."""
-        return await self._pool.start(func, key=self)
+        return await self._pool.start(func, key=self, hurry=hurry)
 
     async def _result(self, future: Future[T]) -> T:
         try:
@@ -206,10 +206,13 @@ class IpmiSession:
             # Another call to this BMC (a poll's, a command's) may have failed while this one waited its turn.
             if link.poisoned:
                 raise DeviceTimeoutError(f"{self.where}: the session failed while this call waited for the BMC")
-            return func(link)
+            try:
+                return func(link)
+            finally:
+                link.hurried = False
 
         try:
-            return await self._run(call), link
+            return await self._run(call, hurry=link.hurry), link
         finally:
             if link.poisoned and self._link is link:
                 self._poison("failed")

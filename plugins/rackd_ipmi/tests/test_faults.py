@@ -6,12 +6,15 @@ import asyncio
 import re
 import socket
 import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 
 import pyghmi.ipmi.private.session as pyghmi_session
 import pytest
 from rackd_ipmi.driver import IpmiDriver
+from rackd_ipmi.link import HURRY_RETRANSMIT_AFTER
 from rackd_ipmi.options import IpmiOptions
 from rackd_ipmi.session import IpmiSession
 from rackd_sim.bmc.process import BmcProcess
@@ -419,3 +422,36 @@ async def test_logins_that_lose_rakp4_never_hold_more_sessions_than_the_budget(
     failures = await three_failed_logins_within_a_budget_of_two(driver, sim, context, budget)
     assert isinstance(failures[-1], SessionLimitError), failures
     assert sim.status()["established_sessions"] == 2  # logged in on the BMC's side, never seen by the client
+
+
+async def test_a_hurried_call_resends_its_lost_requests_early(
+    driver: IpmiDriver, sim: BmcProcess, context: SessionContext, options: OptionsFactory
+) -> None:
+    """What a command waiting behind a poll's lost request gets: the resend moves from pyghmi's 0.5-1 s timer to
+    HURRY_RETRANSMIT_AFTER after the request went out, for the request in flight and the call's next ones."""
+    session = await driver.open(context, options(sim))
+    try:
+        link = session._link
+        assert link is not None
+        pyghmi = link.session
+        waiting = pyghmi_session.Session.waiting_sessions
+
+        async def lost_request_in_flight() -> Future[tuple[int, bytes]]:
+            sim.control("faults", drop_next=1)
+            call = driver._executor.submit(link.raw, 0x00, 0x01)  # Get Chassis Status, its first copy lost
+            while pyghmi not in waiting:  # pyghmi registers its retry timer once the request is out
+                await asyncio.sleep(0.001)
+            return call
+
+        call = await lost_request_in_flight()
+        sent = pyghmi.expiration - pyghmi.timeout
+        assert waiting[pyghmi]["timeout"] > sent + 0.4  # pyghmi's own first wait: 0.5-1 s
+        link.hurry()
+        assert waiting[pyghmi]["timeout"] <= sent + HURRY_RETRANSMIT_AFTER + 1e-6
+        assert (await asyncio.wrap_future(call))[0] == 0  # the resend was answered
+
+        call = await lost_request_in_flight()  # the same call's next request (hurried stays until the call ends)
+        assert pyghmi.expiration - time.monotonic() <= HURRY_RETRANSMIT_AFTER
+        assert (await asyncio.wrap_future(call))[0] == 0
+    finally:
+        await session.close()

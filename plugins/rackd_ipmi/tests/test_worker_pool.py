@@ -216,3 +216,36 @@ async def test_a_call_waiting_for_its_busy_bmc_times_out_as_the_device(pool: Wor
     follow_up = await pool.start(lambda: "next", key="gpu-3")  # the BMC's turn did not leak
     assert await asyncio.wrap_future(follow_up) == "next"
     assert pool.busy == 0
+
+
+async def test_a_command_hurries_the_poll_call_its_bmc_is_running(pool: WorkerPool) -> None:
+    """Only a command waiting behind a poll's call hurries it; a poll waiting behind a call never does."""
+    clock = ManualClock()
+    hurried: list[str] = []
+
+    async def call(name: str, release: threading.Event, *, urgent: bool) -> None:
+        started = threading.Event()
+
+        async def through_pool() -> None:
+            future = await pool.start(blocker(started, release), key="gpu-4", hurry=lambda: hurried.append(name))
+            await asyncio.wrap_future(future)
+
+        await call_with_deadline(clock, 10, name, through_pool, queue_limit=100, urgent=urgent)
+
+    releases = {name: threading.Event() for name in ("poll", "next poll", "command", "second command")}
+    poll = asyncio.create_task(call("poll", releases["poll"], urgent=False))
+    await clock.settle()
+    next_poll = asyncio.create_task(call("next poll", releases["next poll"], urgent=False))
+    await clock.settle()
+    assert hurried == []  # a poll call waiting behind a poll call hurries nothing
+    command = asyncio.create_task(call("command", releases["command"], urgent=True))
+    await clock.settle()
+    assert hurried == ["poll"]
+    releases["poll"].set()
+    await poll
+    second = asyncio.create_task(call("second command", releases["second command"], urgent=True))
+    await clock.settle()
+    assert hurried == ["poll"]  # the command runs now: a command is never hurried
+    for release in releases.values():
+        release.set()
+    await asyncio.gather(next_poll, command, second)
