@@ -34,7 +34,6 @@ SHORT_REPLY = (IndexError, struct.error)  # what pyghmi raises on a reply shorte
 # rather than at pyghmi's retry timer (0.5-1 s): at 5 % loss that timer was the command latency p99. Resending a
 # poll's read early is harmless (a BMC answers a repeated sequence number again; pyghmi drops the extra reply).
 HURRY_RETRANSMIT_AFTER = 0.05
-HURRY_LOCK_WAIT = 0.005  # seconds the event loop may wait for pyghmi's timer lock to hurry a request in flight
 
 
 def abandon_login(options: IpmiOptions, password: str, kg: str | None) -> None:
@@ -194,16 +193,14 @@ class BmcLink:
         """
         self.hurried = True
         session = self.session
-        timers = ipmi_session.WAITING_SESSIONS  # pyghmi's lock over its retry timers; it resends under it
-        if not timers.acquire(timeout=HURRY_LOCK_WAIT):
-            return  # this runs on the event loop: better the request in flight waits its timer than the loop
-        try:
-            waiting = ipmi_session.Session.waiting_sessions.get(session)
-            if waiting is not None:
-                sent = float(session.expiration) - float(session.timeout)
-                waiting["timeout"] = min(float(waiting["timeout"]), sent + HURRY_RETRANSMIT_AFTER)
-        finally:
-            timers.release()
+        # Without pyghmi's WAITING_SESSIONS lock: its I/O loop holds that lock while it walks every waiting session
+        # of the process and resends, so at 1,000 BMCs the event loop would wait for it. A dict read and an item
+        # write are atomic; if pyghmi replaced or removed the entry meanwhile, the write lands on a dict it no
+        # longer reads, and the resend simply happens at its own timer.
+        waiting = ipmi_session.Session.waiting_sessions.get(session)
+        if waiting is not None:
+            sent = float(session.expiration) - float(session.timeout)
+            waiting["timeout"] = min(float(waiting["timeout"]), sent + HURRY_RETRANSMIT_AFTER)
 
     def raw(self, netfn: int, command: int, data: bytes = b"") -> tuple[int, bytes]:
         """One raw IPMI request: (completion code, response data). Failures other than codes raise."""
