@@ -188,8 +188,7 @@ class WorkerPool(ThreadPoolExecutor):
             turns = self._turns.get(key)
             if turns is not None:
                 turns.running = None
-                if turns.holder is None:
-                    self._next_turn(key, turns)
+                self._next_turn(key, turns)  # a BMC with a call running has none queued: only parked ones
         while True:
             with self._lock:
                 if self._busy >= self.workers or not self._waiters:

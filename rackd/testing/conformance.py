@@ -81,7 +81,7 @@ async def check_driver(
             _check_readings(report, readings)
             again = list(await call_with_deadline(clock, call_timeout, "read_sensors", session.read_sensors))
             report.check(
-                sorted(r.sensor for r in again) == sorted(r.sensor for r in readings),
+                _sensor_ids(again) == _sensor_ids(readings),
                 "sensor ids are not stable between two reads",
             )
             if isinstance(session, PowerControl) and report.power:
@@ -117,9 +117,13 @@ async def _check_command_during_a_poll(
     finally:
         during = list(await sensors)
     report.check(
-        sorted(r.sensor for r in during) == sorted(r.sensor for r in readings),
+        _sensor_ids(during) == _sensor_ids(readings),
         "a sensor read with a power read in its middle returned other sensor ids",
     )
+
+
+def _sensor_ids(readings: list[Reading]) -> list[str]:
+    return sorted(r.sensor for r in readings)
 
 
 def _check_readings(report: ConformanceReport, readings: list[Reading]) -> None:

@@ -41,24 +41,6 @@ async def test_conformance_suite(driver: IpmiDriver, sim: BmcProcess, tmp_path: 
     assert sim.wait_for(lambda s: s["open_sessions"] == 0)["logins_by_suite"] == {"17": 1}
 
 
-async def test_a_power_read_in_the_middle_of_a_sensor_walk_waits_for_one_request_only(
-    driver: IpmiDriver, sim: BmcProcess, context: SessionContext, options: OptionsFactory
-) -> None:
-    """What a command sees during a poll: its request goes between two of the walk's, not after the walk."""
-    session = await driver.open(context, options(sim))
-    try:
-        await session.read_sensors()  # the SDR is cached: the walk below is one request per sensor
-        sim.control("faults", delay=0.02)  # each reply 20 ms late: a walk of 30 sensors takes 0.6 s or more
-        base = sim.status()["sensor_reads"]
-        walk = asyncio.create_task(session.read_sensors())
-        await asyncio.to_thread(sim.wait_for, lambda s: s["sensor_reads"] >= base + 3)  # the walk is under way
-        assert await session.get_power("chassis") is PowerState.ON
-        assert not walk.done()  # the command was answered while the walk went on
-        assert len(await walk) > 20
-    finally:
-        await session.close()
-
-
 async def test_power_actions_are_accepted_and_refused_like_a_bmc(
     driver: IpmiDriver, sim: BmcProcess, context: SessionContext, options: OptionsFactory
 ) -> None:
