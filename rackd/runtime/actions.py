@@ -210,6 +210,10 @@ class ActionEngine:
         except sqlite3.Error as exc:  # the action goes on; its result still reaches the spool and the audit log
             log.error("command_store_write_failed", command_id=result.id, error=str(exc))  # noqa: TRY400 - no traceback
 
+    def idle(self) -> bool:
+        """True when no command is being carried out."""
+        return all(task.done() for task in self._inflight.values())
+
     def submit_in_background(self, command: Command, origin: Origin, *, force: bool = False) -> None:
         """Submit without waiting (MQTT intake must keep reading while a cycle runs)."""
         task = asyncio.create_task(self.submit(command, origin, force=force), name=f"intake:{command.id}")
@@ -405,6 +409,11 @@ class ActionEngine:
             step(f"rejected: {message}")
         except (ActionFailedError, DeviceError) as exc:
             status, message = CommandStatus.FAILED, f"{type(exc).__name__}: {exc}"
+            step(f"failed: {message}")
+        except Exception as exc:  # noqa: BLE001 - a bug (a driver's or ours) must end the command, not leave it running
+            # Left uncaught it would leave the command "running" for ever and its targets locked until a restart.
+            bound.exception("command_bug")
+            status, message = CommandStatus.FAILED, f"internal error: {exc!r}"
             step(f"failed: {message}")
         except asyncio.CancelledError:
             status, message = CommandStatus.INTERRUPTED, "daemon stopped during the action"

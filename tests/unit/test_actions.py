@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from rackd.config import Config
 from rackd.control.protocol import Role
+from rackd.drivers.contract import SessionContext
 from rackd.model import Command, CommandResult, CommandStatus, EventType, PowerAction, PowerState, Reading, SensorKind
 from rackd.runtime.actions import ActionEngine, Origin
 from rackd.runtime.command_store import CommandStore
@@ -75,7 +78,7 @@ VIEWER = Origin("socket", "bob (uid 1001, pid 1)", Role.VIEWER)
 
 
 class Rack:
-    def __init__(self, config: Config, state_dir: Path) -> None:
+    def __init__(self, config: Config, state_dir: Path, drivers: Mapping[str, FakeDriver] | None = None) -> None:
         self.config = config
         self.clock = ManualClock()
         WORLD.sleep = self.clock.sleep
@@ -83,7 +86,13 @@ class Rack:
         cursors = CursorStore(state_dir / "cursors.json")
         self.runners = {
             spec.id: DeviceRunner(
-                spec, FakeDriver(), self.bus, self.clock, cursors, config.settings.defaults, state_dir
+                spec,
+                (drivers or {}).get(spec.id, FakeDriver()),
+                self.bus,
+                self.clock,
+                cursors,
+                config.settings.defaults,
+                state_dir,
             )
             for spec in config.devices
             if spec.driver is not None
@@ -214,6 +223,43 @@ async def test_one_action_at_a_time_per_target(rack: Rack) -> None:
     assert "busy with command a" in second.message
     await rack.clock.run_until(first.done, limit=600)
     assert first.result().status is CommandStatus.SUCCEEDED
+
+
+class PowerReadBug(FakeDriver):
+    """A driver whose power read has a bug: it raises something other than a DeviceError."""
+
+    async def open(self, context: SessionContext, options: Any) -> Any:
+        session = await super().open(context, options)
+
+        async def broken(target: str) -> PowerState:
+            raise KeyError(target)
+
+        session.get_power = broken  # type: ignore[method-assign]  # inject the bug
+        return session
+
+
+async def test_a_driver_bug_fails_the_command_and_frees_its_target(
+    load: Callable[[str], Config], tmp_path: Path
+) -> None:
+    rack = Rack(load(CONFIG), tmp_path, drivers={"gpu-01": PowerReadBug()})
+    with capture_logs() as logs:
+        first = await rack.run("power.cycle", "gpu-01")
+    assert first.status is CommandStatus.FAILED
+    assert first.message == "internal error: KeyError('chassis')"
+    assert [r.status for _, r, _ in rack.bus.results] == [
+        CommandStatus.ACCEPTED, CommandStatus.RUNNING, CommandStatus.FAILED
+    ]  # fmt: skip
+    assert [e["command_id"] for e in logs if e["event"] == "command_bug"] == [first.id]
+    records = [json.loads(line) for line in (rack.state_dir / "audit.jsonl").read_text().splitlines()]
+    assert [r["status"] for r in records] == ["running", "failed"]
+    # The target is not left locked by the command that died: the next one is carried out, not refused as busy.
+    await rack.clock.advance(31)
+    second = await rack.run("power.off", "gpu-01")
+    assert second.message == "internal error: KeyError('chassis')"
+    assert rack.calls("bmc-01") == []
+    await rack.engine.aclose()
+    for runner in rack.runners.values():
+        await runner.aclose()
 
 
 async def test_viewer_is_refused_and_audited(rack: Rack) -> None:
