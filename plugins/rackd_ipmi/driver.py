@@ -24,6 +24,9 @@ log = structlog.get_logger(__name__)
 # Threads mostly wait on the network (a lost packet costs a 0.5-1 s retransmission wait), so the pool is wider
 # than the cores; the site benchmark (docs/benchmarks.md) sized it.
 DEFAULT_WORKERS = 64
+# Threads only commands may take, beyond those: at 1,000 BMCs all 64 were at times waiting out lost packets at
+# once and a command waited 0.4 s for one of them (the site benchmark's command p99).
+URGENT_WORKERS = 8
 # Logins at once in the whole process. It was 1 while concurrent pyghmi logins wedged under loss; the causes were
 # a login step that blocked whichever thread ran it, a socket-mode race that blocked pyghmi's I/O thread and a
 # logout that waited under pyghmi's global lock (all fixed in pyghmi_patches). With 8, the site benchmark brought
@@ -45,7 +48,7 @@ class IpmiDriver:
     def __init__(self, workers: int = DEFAULT_WORKERS) -> None:
         """One bounded pool for every BMC: a call that misses its deadline keeps its worker until pyghmi gives up."""
         pyghmi_patches.apply()
-        self._executor = WorkerPool(max_workers=workers, thread_name_prefix="rackd-ipmi")
+        self._executor = WorkerPool(workers, thread_name_prefix="rackd-ipmi", urgent_reserve=URGENT_WORKERS)
         self._logins = LoginGate(CONCURRENT_LOGINS)
         self._auth_failures: dict[tuple[str, int, str], tuple[float, str]] = {}
         self._closed = False

@@ -57,14 +57,18 @@ class WorkerPool(ThreadPoolExecutor):
     command waits for at most the one request its BMC is answering now, never for a poll's call queued behind a
     thousand other BMCs (the site benchmark's command latency was that wait).
 
+    `urgent_reserve` threads beyond `max_workers` take only commands: at site scale every regular thread can be
+    waiting out a lost packet or a slow BMC at once, and a command must not wait for one of them to end.
+
     `submit()` is for background work (logouts, console I/O): it never waits, but it counts against the free
     threads too.
     """
 
-    def __init__(self, max_workers: int, thread_name_prefix: str = "") -> None:
-        """A pool of at most `max_workers` threads."""
-        super().__init__(max_workers=max_workers, thread_name_prefix=thread_name_prefix)
+    def __init__(self, max_workers: int, thread_name_prefix: str = "", urgent_reserve: int = 0) -> None:
+        """A pool of `max_workers` threads for any call, plus `urgent_reserve` for commands only."""
+        super().__init__(max_workers=max_workers + urgent_reserve, thread_name_prefix=thread_name_prefix)
         self.workers = max_workers
+        self.urgent_reserve = urgent_reserve
         self._lock = threading.Lock()  # _busy, _pending and _released are touched from worker threads too
         self._busy = 0  # work handed to the pool and not finished (admitted or background)
         self._pending: set[Future[Any]] = set()
@@ -191,7 +195,10 @@ class WorkerPool(ThreadPoolExecutor):
                 self._next_turn(key, turns)  # a BMC with a call running has none queued: only parked ones
         while True:
             with self._lock:
-                if self._busy >= self.workers or not self._waiters:
+                if not self._waiters:
+                    return
+                urgent = self._waiters[0][0][0] == URGENT  # the heap's first is the most urgent
+                if self._busy >= self.workers + (self.urgent_reserve if urgent else 0):
                     return
                 _, entry, waiter = heapq.heappop(self._waiters)
                 if waiter.entry != entry or waiter.ticket.done():

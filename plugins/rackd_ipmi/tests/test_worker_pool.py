@@ -102,6 +102,32 @@ async def test_background_work_counts_against_free_threads(pool: WorkerPool) -> 
     assert await asyncio.wrap_future(await admitted) == "polled"
 
 
+async def test_a_command_takes_a_reserved_thread_when_every_other_is_busy() -> None:
+    pool = WorkerPool(max_workers=1, thread_name_prefix="test-pool", urgent_reserve=1)
+    clock = ManualClock()
+    try:
+        started, release = threading.Event(), threading.Event()
+        first = await pool.start(blocker(started, release, "slow poll call"), key="gpu-1")
+        await wait_thread_event(started)
+
+        async def call(name: str, key: str, *, urgent: bool) -> str:
+            async def through_pool() -> str:
+                return await asyncio.wrap_future(await pool.start(lambda: name, key=key))
+
+            return await call_with_deadline(clock, 10, name, through_pool, queue_limit=100, urgent=urgent)
+
+        poll = asyncio.create_task(call("poll call", "gpu-2", urgent=False))
+        await clock.settle()
+        assert await call("command", "gpu-3", urgent=True) == "command"  # while the only regular thread is busy
+        assert not poll.done()  # the reserved thread never serves a poll
+        release.set()
+        assert await asyncio.wrap_future(first) == "slow poll call"
+        assert await poll == "poll call"
+    finally:
+        release.set()
+        pool.shutdown(wait=True)
+
+
 async def test_a_login_keeps_its_place_until_its_thread_returns() -> None:
     pool = WorkerPool(max_workers=2, thread_name_prefix="test-pool")  # threads to spare: only the gate holds
     gate = LoginGate(slots=1)
