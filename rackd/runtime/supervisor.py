@@ -23,6 +23,7 @@ from rackd.errors import ConfigError, DriverNotFoundError
 from rackd.runtime.actions import ActionEngine
 from rackd.runtime.clock import Clock, SystemClock
 from rackd.runtime.cursors import CursorStore
+from rackd.runtime.heap import keep_frozen
 from rackd.runtime.intake import MqttIntake
 from rackd.runtime.rack_power import RackPowerModel
 from rackd.runtime.runner import DeviceRunner
@@ -187,6 +188,10 @@ class Daemon:
                     group.create_task(self._reload_loop(), name="reload"),
                     group.create_task(self.engine.recover_interrupted(), name="recover-interrupted"),
                     group.create_task(self.rack_power.run(), name="rack-power"),
+                    group.create_task(
+                        keep_frozen([r.wait_first_poll() for r in self.runners.values()], self.clock, self.engine.idle),
+                        name="heap",
+                    ),
                     *(group.create_task(s.run(), name=type(s).__name__) for s in self.services),
                 ]
                 await self.bus.first_attempt_done.wait()
