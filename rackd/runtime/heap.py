@@ -40,7 +40,7 @@ def refreeze() -> None:
 
 
 async def keep_frozen(first_polls: Iterable[Awaitable[object]], clock: Clock, idle: Callable[[], bool]) -> None:
-    """Freeze once every device has been polled once (or WARMUP_LIMIT s passed); refreeze every REFREEZE_EVERY s."""
+    """Freeze once `first_polls` are done (or WARMUP_LIMIT s passed); refreeze every REFREEZE_EVERY s."""
     warm: asyncio.Future[Any] = asyncio.gather(*first_polls)
     limit: asyncio.Future[Any] = asyncio.ensure_future(clock.sleep(WARMUP_LIMIT))
     try:

@@ -189,7 +189,12 @@ class Daemon:
                     group.create_task(self.engine.recover_interrupted(), name="recover-interrupted"),
                     group.create_task(self.rack_power.run(), name="rack-power"),
                     group.create_task(
-                        keep_frozen([r.wait_first_poll() for r in self.runners.values()], self.clock, self.engine.idle),
+                        keep_frozen(
+                            # Not before the daemon is ready: the one full pass must not delay its start.
+                            [self.bus.first_attempt_done.wait(), *(r.wait_first_poll() for r in self.runners.values())],
+                            self.clock,
+                            self.engine.idle,
+                        ),
                         name="heap",
                     ),
                     *(group.create_task(s.run(), name=type(s).__name__) for s in self.services),

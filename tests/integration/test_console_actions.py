@@ -62,6 +62,8 @@ async def test_console_send_and_break_reach_the_device_and_keystrokes_stay_out_o
     daemon.start()
     try:
         await wait_for(lambda: bool(node.records_of("rfc2217")), within=20, what="rackd connected")
+        # Ready means subscribed to commands: a request published before that reaches no one.
+        await wait_for(lambda: bool(daemon.logged("daemon_ready")), within=20, what="rackd ready")
         async with MqttWatcher(broker.port, RESULTS) as results:
             async with aiomqtt.Client("127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5) as client:
                 send = {"v": 1, "id": "c-send", "action": "console.send", "args": {"text": "s3cret-typed\r"}}
