@@ -116,6 +116,11 @@ class Rack:
         await self.clock.run_until(task.done, limit=3600)
         return task.result()
 
+    async def aclose(self) -> None:
+        await self.engine.aclose()
+        for runner in self.runners.values():
+            await runner.aclose()
+
     def calls(self, host: str) -> list[tuple[str, PowerAction]]:
         return WORLD.devices[host].set_power_calls if host in WORLD.devices else []
 
@@ -124,9 +129,7 @@ class Rack:
 async def rack(load: Callable[[str], Config], tmp_path: Path) -> AsyncIterator[Rack]:
     the_rack = Rack(load(CONFIG), tmp_path)
     yield the_rack
-    await the_rack.engine.aclose()
-    for runner in the_rack.runners.values():
-        await runner.aclose()
+    await the_rack.aclose()
 
 
 async def test_cycle_via_bmc_is_off_observed_wait_on_observed(rack: Rack) -> None:
@@ -242,24 +245,24 @@ async def test_a_driver_bug_fails_the_command_and_frees_its_target(
     load: Callable[[str], Config], tmp_path: Path
 ) -> None:
     rack = Rack(load(CONFIG), tmp_path, drivers={"gpu-01": PowerReadBug()})
-    with capture_logs() as logs:
-        first = await rack.run("power.cycle", "gpu-01")
-    assert first.status is CommandStatus.FAILED
-    assert first.message == "internal error: KeyError('chassis')"
-    assert [r.status for _, r, _ in rack.bus.results] == [
-        CommandStatus.ACCEPTED, CommandStatus.RUNNING, CommandStatus.FAILED
-    ]  # fmt: skip
-    assert [e["command_id"] for e in logs if e["event"] == "command_bug"] == [first.id]
-    records = [json.loads(line) for line in (rack.state_dir / "audit.jsonl").read_text().splitlines()]
-    assert [r["status"] for r in records] == ["running", "failed"]
-    # The target is not left locked by the command that died: the next one is carried out, not refused as busy.
-    await rack.clock.advance(31)
-    second = await rack.run("power.off", "gpu-01")
-    assert second.message == "internal error: KeyError('chassis')"
-    assert rack.calls("bmc-01") == []
-    await rack.engine.aclose()
-    for runner in rack.runners.values():
-        await runner.aclose()
+    try:
+        with capture_logs() as logs:
+            first = await rack.run("power.cycle", "gpu-01")
+        assert first.status is CommandStatus.FAILED
+        assert first.message == "internal error: KeyError('chassis')"
+        assert [r.status for _, r, _ in rack.bus.results] == [
+            CommandStatus.ACCEPTED, CommandStatus.RUNNING, CommandStatus.FAILED
+        ]  # fmt: skip
+        assert [e["command_id"] for e in logs if e["event"] == "command_bug"] == [first.id]
+        records = [json.loads(line) for line in (rack.state_dir / "audit.jsonl").read_text().splitlines()]
+        assert [r["status"] for r in records] == ["running", "failed"]
+        # The target is not left locked by the command that died: the next one is carried out, not refused as busy.
+        await rack.clock.advance(31)
+        second = await rack.run("power.off", "gpu-01")
+        assert second.message == "internal error: KeyError('chassis')"
+        assert rack.calls("bmc-01") == []
+    finally:
+        await rack.aclose()
 
 
 async def test_viewer_is_refused_and_audited(rack: Rack) -> None:
