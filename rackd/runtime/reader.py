@@ -69,8 +69,9 @@ class DeviceReader:
     call_timeout: float
     queue_limit: float | None = None  # how long a call may wait for the driver's capacity (see CallDeadline)
     targets: list[PowerTarget] | None = None
-    inventory: Inventory | None = None
-    inventory_tried: bool = False
+    inventory: Inventory | None = None  # the owner may hand over what an earlier session read
+    inventory_tried: bool = False  # True: this session does not read the inventory (again)
+    inventory_read_at: float | None = None  # when this session read it (or learnt it is unsupported)
 
     async def read(self, log_cursor: str | None, *, read_log: bool = True, order: float | None = None) -> DeviceRead:
         """Poll everything the session offers; UnsupportedError of an optional part is noted, not fatal."""
@@ -88,7 +89,9 @@ class DeviceReader:
             try:
                 self.inventory = await call("inventory", session.read_inventory)
             except UnsupportedError:
+                self.inventory = None
                 result.unsupported.append("inventory")
+            self.inventory_read_at = self.clock.monotonic()
         result.inventory = self.inventory
         if isinstance(session, PowerControl):
             if self.targets is None:

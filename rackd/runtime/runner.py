@@ -22,7 +22,18 @@ from rackd.errors import (
     DriverBusyError,
     UnsupportedError,
 )
-from rackd.model import Event, EventType, Health, LogBatch, PowerAction, PowerState, Reading, SensorKind, Severity
+from rackd.model import (
+    Event,
+    EventType,
+    Health,
+    Inventory,
+    LogBatch,
+    PowerAction,
+    PowerState,
+    Reading,
+    SensorKind,
+    Severity,
+)
 from rackd.runtime.backoff import Backoff, phase_offset
 from rackd.runtime.clock import Clock
 from rackd.runtime.cursors import CursorStore
@@ -37,6 +48,10 @@ _HEALTH_SEVERITY = {
     Health.WARNING: Severity.WARNING,
     Health.CRITICAL: Severity.CRITICAL,
 }
+# A new session reuses the inventory an earlier one read this recently: a FRU read is tens of requests, and a
+# re-login after one lost request must not repeat it before the device's telemetry is out again. A board swapped
+# behind the BMC shows within this time.
+INVENTORY_MAX_AGE = 3600.0
 # Errors after which the session is still trusted; everything else discards it (never reuse a dubious session).
 _SESSION_SURVIVES = (UnsupportedError, DeviceRefusedError, DriverBusyError)
 
@@ -70,6 +85,8 @@ class DeviceRunner:
         self._backoff = Backoff(defaults.backoff_initial, defaults.backoff_max, rng or random.Random())
         self._log = structlog.get_logger("rackd.runner").bind(device=spec.id, source=spec.role)
         self._reader: DeviceReader | None = None
+        self._inventory: Inventory | None = None  # as last read, kept across sessions (INVENTORY_MAX_AGE)
+        self._inventory_read_at: float | None = None
         self._closing: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
         self._poll_now = asyncio.Event()
@@ -113,9 +130,7 @@ class DeviceRunner:
         """Observe one target's power state now (alongside a poll in progress: the driver puts commands first)."""
         async with self._commanding:
             self._power_epoch += 1
-            state = await self._command_call(
-                f"power state of {target}", lambda s: s.get_power(target), repeatable=True
-            )
+            state = await self._command_call(f"power state of {target}", lambda s: s.get_power(target), repeatable=True)
             self.observed_power(target, state)
         return state
 
@@ -189,6 +204,9 @@ class DeviceRunner:
         """Poll until stopped or cancelled."""
         interval = self.spec.poll_interval
         next_at = self._clock.monotonic() + phase_offset(self.spec.id, interval)
+        # The retry of a poll that failed on a device that was up queues as that poll did (the driver orders calls
+        # by it): the device's telemetry is already late, and the polls that started since are not.
+        retry_order: float | None = None
         while not self._stop.is_set():
             await self._sleep(next_at - self._clock.monotonic())
             if self._stop.is_set():
@@ -197,8 +215,10 @@ class DeviceRunner:
                 self._poll_now.clear()
                 next_at = self._clock.monotonic()  # an out-of-band poll restarts the grid from now
             started = next_at
+            order = self._clock.monotonic() if retry_order is None else retry_order
+            retry_order = None
             try:
-                await self.poll_once()
+                await self.poll_once(order)
             except DriverBusyError as exc:
                 # The daemon, not the device, was short of capacity: skip this tick, keep the availability.
                 self._on_busy(exc)
@@ -210,6 +230,8 @@ class DeviceRunner:
                 continue
             except DeviceError as exc:
                 self._first_poll.set()
+                if self.available:
+                    retry_order = order
                 await self._sleep(self._on_failure(exc))
                 next_at = self._clock.monotonic()  # after a backoff, try again at once
                 continue
@@ -268,13 +290,24 @@ class DeviceRunner:
                 urgent=urgent,
                 order=order,
             )
-            self._reader = DeviceReader(session, self._clock, self.spec.call_timeout, self.spec.poll_interval)
+            read_at = self._inventory_read_at
+            self._reader = DeviceReader(
+                session,
+                self._clock,
+                self.spec.call_timeout,
+                self.spec.poll_interval,
+                inventory=self._inventory,
+                inventory_tried=read_at is not None and self._clock.monotonic() - read_at < INVENTORY_MAX_AGE,
+            )
             self._log.debug("session_opened")
         return self._reader
 
-    async def poll_once(self) -> DeviceRead:
-        """One full poll: read, raise events, publish telemetry and state. Raises DeviceError on failure."""
-        started = self._clock.monotonic()  # every call of this poll, the login too, queues by this moment
+    async def poll_once(self, order: float | None = None) -> DeviceRead:
+        """One full poll: read, raise events, publish telemetry and state. Raises DeviceError on failure.
+
+        Every call of the poll, the login too, queues in the driver by `order` (default: now).
+        """
+        started = self._clock.monotonic() if order is None else order
         reader = await self.session(order=started)
         epoch = self._power_epoch
         cursor = self._cursors.get(self.spec.id, self.spec.role)
@@ -284,6 +317,8 @@ class DeviceRunner:
             if self._reader is not reader and not isinstance(exc, DriverBusyError):
                 raise _SessionLostError from exc
             raise
+        if reader.inventory_read_at is not None:
+            self._inventory, self._inventory_read_at = reader.inventory, reader.inventory_read_at
         if epoch != self._power_epoch:
             # A command read or switched power during this poll: the poll's power states may predate it.
             result.power.clear()
@@ -385,7 +420,7 @@ class DeviceRunner:
         )
 
     def _publish_state(self, result: DeviceRead | None = None) -> None:
-        inventory = result.inventory if result is not None else (self._reader.inventory if self._reader else None)
+        inventory = result.inventory if result is not None else self._inventory
         state = DeviceState(
             power=dict(self.power),
             health=self.health if self.available else Health.UNKNOWN,

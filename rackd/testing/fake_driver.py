@@ -90,6 +90,7 @@ class FakeDevice:
     opens: int = 0
     closes: int = 0
     calls: int = 0
+    inventory_reads: int = 0
     open_sessions: int = 0
     set_power_calls: list[tuple[str, PowerAction]] = field(default_factory=list)
     hang_release: asyncio.Event | None = None
@@ -240,6 +241,7 @@ class FakeSession:
     async def read_inventory(self) -> Inventory:
         """A fixed inventory."""
         device = await self._call()
+        device.inventory_reads += 1
         return Inventory(
             manufacturer="rackd", model=device.options.model, serial=device.options.host, firmware="fake-1.0"
         )

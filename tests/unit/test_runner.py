@@ -14,11 +14,12 @@ from structlog.testing import capture_logs
 
 from rackd.config import Config, DeviceSpec
 from rackd.drivers.contract import Capability, DriverOptions, SessionContext
+from rackd.drivers.deadline import current_deadline
 from rackd.errors import DeviceTimeoutError
 from rackd.model import EventType, Health, PowerState, SensorKind
 from rackd.runtime.backoff import phase_offset
 from rackd.runtime.cursors import CursorStore
-from rackd.runtime.runner import DeviceRunner
+from rackd.runtime.runner import INVENTORY_MAX_AGE, DeviceRunner
 from rackd.testing.clock import ManualClock
 from rackd.testing.fake_driver import WORLD, FakeDevice, FakeDriver, FakeFault, FakeOptions, FakeReadingSpec
 from rackd.testing.recording_bus import RecordingPublisher
@@ -379,4 +380,103 @@ async def test_a_command_read_whose_session_a_failing_poll_discarded_is_sent_aga
     # The read failed with its session; it was sent again on a fresh one and answered.
     assert command.result() is PowerState.ON
     assert "command_read_repeated" in [e["event"] for e in logs]
+    await harness.stop()
+
+
+class OrderRecordingDriver(FakeDriver):
+    """Records, for every login, power and sensor read, when it ran and the queue order the runtime gave it."""
+
+    name: ClassVar[str] = "order-recording"
+    capabilities: ClassVar[frozenset[Capability]] = FakeDriver.capabilities
+    options_model: ClassVar[type[DriverOptions]] = FakeOptions
+
+    def __init__(self, clock: ManualClock) -> None:
+        self.clock = clock
+        self.calls: list[tuple[float, float]] = []  # (when, order)
+
+    def record(self) -> None:
+        deadline = current_deadline()
+        assert deadline is not None
+        self.calls.append((self.clock.monotonic(), deadline.order))
+
+    async def open(self, context: SessionContext, options: Any) -> Any:
+        self.record()
+        session = await super().open(context, options)
+        get_power, read_sensors = session.get_power, session.read_sensors
+
+        async def recorded_get_power(target: str) -> PowerState:
+            self.record()
+            return await get_power(target)
+
+        async def recorded_read_sensors() -> Any:
+            self.record()
+            return await read_sensors()
+
+        session.get_power = recorded_get_power  # type: ignore[method-assign]  # observe the runtime's queue order
+        session.read_sensors = recorded_read_sensors  # type: ignore[method-assign]
+        return session
+
+
+async def test_the_retry_of_a_failed_poll_queues_as_that_poll_did_while_the_device_was_up(harness: Harness) -> None:
+    driver = OrderRecordingDriver(harness.clock)
+    harness.runner("gpu-02", driver=driver)
+    tick = harness.clock.monotonic() + phase_offset("gpu-02", 10)
+    harness.start("gpu-02")
+    await harness.clock.advance(tick + 0.5 - harness.clock.monotonic())  # the first poll: fine
+    device = harness.device("b")
+    device.fault = FakeFault.TIMEOUT
+    await harness.clock.advance(
+        tick + 10.5 - harness.clock.monotonic()
+    )  # the poll at tick + 10 failed at once; the retry waits 2 s
+    device.fault = FakeFault.NONE
+    await harness.clock.advance(tick + 12.5 - harness.clock.monotonic())
+    retry = [order for when, order in driver.calls if when == pytest.approx(tick + 12)]
+    assert retry  # the retry logged in, read power and sensors at tick + 12, queued as the failed poll at tick + 10
+    assert retry == pytest.approx([tick + 10] * len(retry))
+    assert harness.runners["gpu-02"].available
+
+    # A device that is down already gets no such place: its retries queue by their own time.
+    device.fault = FakeFault.TIMEOUT
+    await harness.clock.advance(
+        tick + 24.5
+    )  # the poll at tick + 22 failed (the device was up - harness.clock.monotonic()), its retry too
+    device.fault = FakeFault.NONE
+    await harness.clock.advance(
+        tick + 28.5
+    )  # the next retry, at tick + 28 (backoff 4 s - harness.clock.monotonic()), succeeds
+    assert [order for when, order in driver.calls if when == pytest.approx(tick + 24)] == pytest.approx([tick + 22])
+    # (the login of the retry at tick + 24 failed: the device went down)
+    later = [order for when, order in driver.calls if when == pytest.approx(tick + 28)]
+    assert later
+    assert later == pytest.approx([tick + 28] * len(later))
+    assert harness.runners["gpu-02"].available
+    await harness.stop()
+
+
+async def test_a_new_session_reuses_the_inventory_until_it_is_an_hour_old(harness: Harness) -> None:
+    start = harness.clock.monotonic()
+    harness.start("gpu-02")
+    await harness.clock.advance(11)
+    device = harness.device("b")
+    assert (device.opens, device.inventory_reads) == (1, 1)
+
+    async def lose_the_session() -> None:
+        """The next poll fails (its session is discarded); the retry 2 s later logs in again and succeeds."""
+        next_tick = start + _telemetry_offsets(harness, "gpu-02")[-1] + 10
+        opens = device.opens
+        device.fault = FakeFault.TIMEOUT
+        await harness.clock.advance(next_tick + 0.5 - harness.clock.monotonic())
+        device.fault = FakeFault.NONE
+        await harness.clock.advance(next_tick + 2.5 - harness.clock.monotonic())
+        assert device.opens == opens + 1
+        assert harness.runners["gpu-02"].available
+
+    await lose_the_session()
+    assert not any(state.inventory is None for d, state in harness.bus.states if d == "gpu-02")  # down too
+    assert device.inventory_reads == 1  # the re-login after a failed poll did not read the FRU again
+
+    await harness.clock.advance(INVENTORY_MAX_AGE)
+    assert device.inventory_reads == 1  # an open session never reads it again
+    await lose_the_session()
+    assert device.inventory_reads == 2  # the first session opened after an hour does
     await harness.stop()
