@@ -171,7 +171,7 @@ async def _final_status(client: aiomqtt.Client, command_id: str, within: float) 
     try:
         async with asyncio.timeout(within):
             async for message in client.messages:
-                payload = json.loads(bytes(message.payload))  # type: ignore[arg-type]
+                payload = json.loads(bytes(message.payload))
                 if payload.get("id") == command_id and payload.get("status") in {"succeeded", "failed", "rejected"}:
                     return str(payload["status"])
     except TimeoutError:
