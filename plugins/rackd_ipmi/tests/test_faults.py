@@ -353,15 +353,19 @@ async def test_an_empty_reply_is_a_device_error_not_a_driver_bug(
 async def test_a_command_waits_for_one_sensor_read_not_for_a_whole_poll(
     driver: IpmiDriver, sim: BmcProcess, context: SessionContext, options: OptionsFactory
 ) -> None:
-    # Calls to one BMC are serialized; a sensor walk made of one call would hold an operator's command back for
-    # the whole walk (seconds over a lossy link). Each sensor is its own call, so the command goes in between.
+    # Calls to one BMC are serialized; a sensor walk that did not give way would hold an operator's command back
+    # for the whole walk (seconds over a lossy link). The walk yields after the sensor in flight when a command
+    # comes to wait, so the command goes in between.
     session = await driver.open(context, options(sim))
     try:
         sim.control("faults", delay=0.05)  # a slow BMC: the walk of ~30 sensors takes over a second
         walk = asyncio.create_task(session.read_sensors())
         while (await asyncio.to_thread(sim.status))["sensor_reads"] < 3:  # the walk is under way
             assert not walk.done()
-        assert await session.get_power("chassis") is PowerState.ON
+        command = await call_with_deadline(  # as the runtime sends an operator's command: urgent
+            SystemClock(), 10.0, "power state", lambda: session.get_power("chassis"), urgent=True
+        )
+        assert command is PowerState.ON
         assert not walk.done()  # the command was served in the middle of the walk
         readings = await walk
         assert any(r.sensor == "system_power" for r in readings)
