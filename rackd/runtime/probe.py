@@ -77,6 +77,8 @@ async def probe_device(spec: DeviceSpec, config: Config, registry: DriverRegistr
         try:
             read = await DeviceReader(session, clock, spec.call_timeout).read(None, read_log=False)
             result.power, result.readings, result.inventory = read.power, read.readings, read.inventory
+            if read.inventory_error is not None:
+                result.error = f"inventory: {type(read.inventory_error).__name__}: {read.inventory_error}"
         finally:
             await session.close()
     except RackdError as exc:

@@ -319,6 +319,13 @@ class DeviceRunner:
             raise
         if reader.inventory_read_at is not None:
             self._inventory, self._inventory_read_at = reader.inventory, reader.inventory_read_at
+        if result.inventory_error is not None:
+            # The readings stand; a session whose inventory read failed is judged as after any failed call.
+            self._log.info(
+                "inventory_read_failed", error=f"{type(result.inventory_error).__name__}: {result.inventory_error}"
+            )
+            if not isinstance(result.inventory_error, _SESSION_SURVIVES):
+                self._discard_session(reader)
         if epoch != self._power_epoch:
             # A command read or switched power during this poll: the poll's power states may predate it.
             result.power.clear()

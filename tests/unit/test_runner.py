@@ -480,3 +480,48 @@ async def test_a_new_session_reuses_the_inventory_until_it_is_an_hour_old(harnes
     await lose_the_session()
     assert device.inventory_reads == 2  # the first session opened after an hour does
     await harness.stop()
+
+
+class FirstInventoryFailsDriver(FakeDriver):
+    """The first inventory read of the process times out (as a FRU read under load did); later ones answer."""
+
+    name: ClassVar[str] = "first-inventory-fails"
+    capabilities: ClassVar[frozenset[Capability]] = FakeDriver.capabilities
+    options_model: ClassVar[type[DriverOptions]] = FakeOptions
+
+    def __init__(self) -> None:
+        self.failed = False
+
+    async def open(self, context: SessionContext, options: Any) -> Any:
+        session = await super().open(context, options)
+        read_inventory = session.read_inventory
+
+        async def first_fails() -> Any:
+            if not self.failed:
+                self.failed = True
+                raise DeviceTimeoutError("fake: read FRU: no answer")
+            return await read_inventory()
+
+        session.read_inventory = first_fails  # type: ignore[method-assign]  # inject the device's failure
+        return session
+
+
+async def test_a_failed_inventory_read_does_not_cost_the_polls_telemetry(harness: Harness) -> None:
+    harness.runner("gpu-02", driver=FirstInventoryFailsDriver())
+    harness.start("gpu-02")
+    with capture_logs() as logs:
+        await harness.clock.advance(11)
+    runner = harness.runners["gpu-02"]
+    assert runner.available  # the poll's readings stood
+    assert len(_telemetry_offsets(harness, "gpu-02")) == 1
+    assert [entry["event"] for entry in logs if entry["event"].startswith("inventory")] == ["inventory_read_failed"]
+    device = harness.device("b")
+    assert device.closes == 1  # the session the read failed on was discarded (a timeout poisons it)
+    await harness.clock.advance(10)
+    assert device.opens == 2
+    assert device.inventory_reads == 1  # the next session read it
+    state = harness.bus.last_state("gpu-02")
+    assert state is not None
+    assert state.inventory is not None
+    assert len(_telemetry_offsets(harness, "gpu-02")) == 2
+    await harness.stop()
