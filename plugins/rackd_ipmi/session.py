@@ -293,8 +293,8 @@ class IpmiSession:
             if stamp != self._sdr_stamp:
                 cmd._sdr = None
                 self._sdr_stamp = stamp
-            sensors: Iterator[Any] = cmd.get_sensor_data()  # a generator: nothing is read until the first next()
-            return sensors
+            started: Iterator[Any] = cmd.get_sensor_data()  # a generator: nothing is read until the first next()
+            return started
 
         def take(link: BmcLink) -> tuple[list[Any], bool, int | None]:
             """(sensors read, whether the walk is over, DCMI watts once it is)."""

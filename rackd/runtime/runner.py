@@ -302,17 +302,16 @@ class DeviceRunner:
             self._log.debug("session_opened")
         return self._reader
 
-    async def poll_once(self, order: float | None = None) -> DeviceRead:
+    async def poll_once(self, order: float) -> DeviceRead:
         """One full poll: read, raise events, publish telemetry and state. Raises DeviceError on failure.
 
-        Every call of the poll, the login too, queues in the driver by `order` (default: now).
+        Every call of the poll, the login too, queues in the driver by `order` (when the poll began).
         """
-        started = self._clock.monotonic() if order is None else order
-        reader = await self.session(order=started)
+        reader = await self.session(order=order)
         epoch = self._power_epoch
         cursor = self._cursors.get(self.spec.id, self.spec.role)
         try:
-            result = await reader.read(cursor, order=started)
+            result = await reader.read(cursor, order=order)
         except DeviceError as exc:
             if self._reader is not reader and not isinstance(exc, DriverBusyError):
                 raise _SessionLostError from exc
@@ -353,7 +352,7 @@ class DeviceRunner:
                 self.last_on_power = draw  # what this node draws when on: the budget check's estimate
         elif self.health is Health.UNKNOWN:
             self.health = Health.OK
-        self._publish_state(result)
+        self._publish_state()
 
     def _sensor_events(self, readings: Sequence[Reading]) -> None:
         for reading in readings:
@@ -426,14 +425,13 @@ class DeviceRunner:
             self.spec, Event(kind, severity, message, self._clock.now(), self.spec.role, data)
         )
 
-    def _publish_state(self, result: DeviceRead | None = None) -> None:
-        inventory = result.inventory if result is not None else self._inventory
+    def _publish_state(self) -> None:
         state = DeviceState(
             power=dict(self.power),
             health=self.health if self.available else Health.UNKNOWN,
             sources={self.spec.role: self.source, **self.extra_sources},
             figures=dict(self.figures),
-            inventory=inventory,
+            inventory=self._inventory,
         )
         self._publisher.publish_state(self.spec, state)
 
