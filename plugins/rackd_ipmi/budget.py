@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 BmcAddress = tuple[str, int]  # host, port
@@ -53,11 +53,11 @@ class SessionBudget:
 
     A BMC has a few session slots (4 per user or channel on many). Every Open Session request may take one: if its
     reply is lost, or the login fails after it, the half-made session holds the slot until the BMC's setup timeout
-    (OpenBMC 5 s, rackd's simulator 10 s) and nobody can close it, because no authenticated session exists to send
-    Close Session from. If the login got as far as RAKP 3 and only RAKP 4 was lost, the BMC holds a *logged-in*
-    session until its idle timeout. A logout whose Close Session copies all go unanswered may leave its session
-    until the idle timeout too. Under 30 % loss the soak saw 4 sessions at once on one BMC: the account would be
-    locked out of its own BMC. With this budget, a login past the limit is refused before it sends anything
+    (OpenBMC 5 s, rackd's simulator 10 s); rackd leaves it to that timeout (link.py says why it does not close it).
+    If the login got as far as RAKP 3 and only RAKP 4 was lost, the BMC holds a *logged-in* session until its idle
+    timeout. A logout whose Close Session copies all go unanswered may leave its session until the idle timeout too.
+    Under 30 % loss the soak saw 4 sessions at once on one BMC: the account would be locked out of its own BMC.
+    With this budget, a login past the limit is refused before it sends anything
     (SessionLimitError, and the poller backs off) until the BMC must have expired enough of them.
     """
 
@@ -123,14 +123,6 @@ class SessionBudget:
             if claim is not None:
                 account.claims.remove(claim)
             account.held += 1
-
-    def closed_half_made(self, bmc: BmcAddress, session_ids: Iterable[int]) -> None:
-        """The BMC confirmed closing (or no longer having) these half-made sessions: their slots are free."""
-        closed = set(session_ids)
-        with self._lock:
-            account = self._accounts.get(bmc)
-            if account is not None:
-                account.claims = [c for c in account.claims if c.session_id not in closed]
 
     def release(self, bmc: BmcAddress, confirmed: bool) -> None:
         """A logged-in session ended; unless the BMC confirmed its close, count it until the BMC's idle timeout."""

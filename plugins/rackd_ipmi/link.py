@@ -6,7 +6,6 @@ import contextlib
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterable
 from typing import Any
 
 import structlog
@@ -27,8 +26,11 @@ RETRANSMIT_BUDGET = 4  # pyghmi Session.maxtimeout: gives up when its retry time
 NO_RESPONSE = 0xFFFF  # pyghmi's completion code for 'the BMC did not answer'
 NETFN_APP, CMD_CLOSE_SESSION = 0x06, 0x3C
 CC_INVALID_SESSION_ID = 0x87  # Close Session of an id the BMC no longer has: that slot is free too
-CLOSE_COPIES = 3  # at 30 % loss one copy in 37 sessions never arrives, instead of one in 3
-CLOSE_SPACING = 0.05  # seconds between copies
+# Close Session goes out up to three times until the BMC answers: at 0, 0.25 and 1.5 s, given up at 3.75 s (pyghmi's
+# retry timer adds 1 s to the wait after each copy and gives up once the wait passes CLOSE_RETRANSMIT_BUDGET).
+# At 30 % loss one close in 37 then never reaches the BMC, and one in 8 goes unconfirmed.
+CLOSE_FIRST_WAIT = 0.25  # seconds: a BMC answers Close Session within milliseconds
+CLOSE_RETRANSMIT_BUDGET = 2.5
 SHORT_REPLY = (IndexError, struct.error)  # what pyghmi raises on a reply shorter than it expects
 # An operator's command waiting behind a poll's request that went unanswered this long resends that request now
 # rather than at pyghmi's retry timer (0.5-1 s): at 5 % loss that timer was the command latency p99. Resending a
@@ -48,48 +50,6 @@ def abandon_login(options: IpmiOptions, password: str, kg: str | None) -> None:
         session.errormsg = "login abandoned at the caller's deadline"
         session.broken = True
         session.logging = False
-
-
-class HalfMadeSessions:
-    """Per BMC, the ids of sessions it made for logins that never completed, until a completed login closes them.
-
-    Logins to one BMC are serialized (LoginGate), so one BMC's list is never used by two logins at once. Ids older
-    than MAX_AGE are forgotten: by then the BMC has expired the half-made session, and a BMC that hands out ids
-    sequentially could have given the same id to another client's session, which must never be closed by us.
-    """
-
-    KEEP = 8  # ids per BMC
-    MAX_AGE = 30.0  # seconds
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        """Empty."""
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._ids: dict[tuple[str, int], dict[int, float]] = {}
-
-    def add(self, bmc: tuple[str, int], ids: Iterable[int]) -> None:
-        """Remember these ids, as of now."""
-        now = self._clock()
-        with self._lock:
-            known = self._ids.setdefault(bmc, {})
-            for session_id in ids:
-                known.setdefault(int(session_id), now)
-            for stale in sorted(known, key=known.__getitem__)[: -self.KEEP]:
-                del known[stale]
-
-    def add_from(self, bmc: tuple[str, int], session: Any) -> None:
-        """Remember the ids pyghmi_patches.remember_session_ids recorded on this pyghmi session (once: they move)."""
-        self.add(bmc, session.__dict__.pop("rackd_session_ids", ()))
-
-    def take(self, bmc: tuple[str, int]) -> list[int]:
-        """The ids remembered for this BMC in the last MAX_AGE seconds, forgetting all of them."""
-        now = self._clock()
-        with self._lock:
-            known = self._ids.pop(bmc, {})
-        return [session_id for session_id, seen in known.items() if now - seen < self.MAX_AGE]
-
-
-HALF_MADE = HalfMadeSessions()
 
 
 class BmcLink:
@@ -132,11 +92,8 @@ class BmcLink:
         except OSError as exc:
             raise login_error(self.where, exc) from None
         finally:
-            attempt = initting.pop(initting_key, None)
-            if attempt is not None:
-                HALF_MADE.add_from(self._bmc, attempt)
+            initting.pop(initting_key, None)
         self.session: Any = self.command.ipmi_session
-        HALF_MADE.add_from(self._bmc, self.session)  # usually `attempt`, already taken; not if pyghmi reused one
         if self.session.__dict__.pop("rackd_claimed", False) and self.session.logged:
             SESSIONS.settle(self._bmc, int(self.session.sessionid))  # not if pyghmi handed over a counted one
             self._settled = True
@@ -161,9 +118,10 @@ class BmcLink:
                 f"{self.where}: BMC negotiated cipher suite {self.suite}, allowed: {list(options.cipher_suites)}"
             )
         self._install_pacing()
-        # Sessions the BMC made for this login's lost attempts, or for earlier failed logins, hold its few slots
-        # until its own timeout: close them now (pyghmi_patches.remember_session_ids).
-        self._close_half_made(HALF_MADE.take(self._bmc))
+        # Half-made sessions of this login's lost attempts are left to the BMC's setup timeout, counted meanwhile by
+        # the session budget. Closing them from this session (sixth to seventh session) sent Close Session without
+        # waiting for its reply: pyghmi took that late reply for the answer to the session's next request, which
+        # lost its retry timer; at 1,000 BMCs every start-up failure with code 0x87 followed such a close.
         self.last_used = time.monotonic()
 
     def _install_pacing(self) -> None:
@@ -256,39 +214,14 @@ class BmcLink:
             self.session.logged = 0
             self.session.logging = False
 
-    def _send_close(self, session_id: int) -> bool:
-        """Close Session for `session_id`, up to CLOSE_COPIES times until the BMC answers; whether it confirmed."""
-        request = tuple(struct.pack("<I", session_id))
-        for copy in range(CLOSE_COPIES):
-            if copy:
-                time.sleep(CLOSE_SPACING)  # spread the copies over a burst of loss
-            reply = self.session.raw_command(netfn=NETFN_APP, command=CMD_CLOSE_SESSION, data=request, retry=False)
-            if isinstance(reply, dict) and reply.get("code", 0) in (0, CC_INVALID_SESSION_ID) and "error" not in reply:
-                return True
-        return False
-
-    def _close_half_made(self, ids: list[int]) -> None:
-        """Close the BMC's half-made sessions of earlier attempts from this session (never raises)."""
-        own = int(self.session.sessionid)
-        stale = sorted(set(ids) - {own})
-        if not stale:
-            return
-        confirmed: list[int] = []
-        try:
-            confirmed.extend(session_id for session_id in stale if self._send_close(session_id))  # kept if one raises
-        except Exception as exc:  # noqa: BLE001 - best effort: the BMC reaps them at its own timeout anyway
-            log.debug("ipmi_half_made_close_failed", bmc=self.where, error=repr(exc))
-        finally:
-            SESSIONS.closed_half_made(self._bmc, confirmed)
-        log.info("ipmi_half_made_sessions_closed", bmc=self.where, count=len(stale), confirmed=len(confirmed))
-
     def logout(self) -> None:
-        """Close the session on the BMC (Close Session up to CLOSE_COPIES times until answered); never raises; once.
+        """Close the session on the BMC, waiting for its answer (up to three copies); never raises; once.
 
-        pyghmi sends one Close Session without waiting for the reply (and one more when it gives up on a request).
-        On a lossy link that one is lost often enough to leave sessions open on the BMC until its own timeout —
-        4 at once on a BMC at 30 % loss in the soak, and some BMCs allow only 4. The BMC acts on the first copy
-        that arrives and silently drops the rest (the session id is gone), so extra copies cost only packets.
+        pyghmi sends one Close Session without waiting for the reply. On a lossy link that one is lost often enough
+        to leave sessions open on the BMC until its own timeout (4 at once on a BMC at 30 % loss in the soak, and
+        some BMCs allow only 4). Only an answered close frees the session's place in the budget at once; an
+        unanswered one counts until the BMC's idle timeout. Until the eighth session no close was ever confirmed:
+        pyghmi's `retry=False` returns before any reply, so every logout held a place for 60 s.
         """
         with self._pace_lock:
             if self._logged_out:
@@ -298,7 +231,12 @@ class BmcLink:
         confirmed = False
         try:
             session.logged = 1  # pyghmi sends only on a logged session; poison() or pyghmi itself cleared it
-            confirmed = self._send_close(int(session.sessionid))
+            session.timeout, session.maxtimeout = CLOSE_FIRST_WAIT, CLOSE_RETRANSMIT_BUDGET
+            reply = session.raw_command(
+                netfn=NETFN_APP, command=CMD_CLOSE_SESSION, data=tuple(struct.pack("<I", int(session.sessionid)))
+            )
+            # 0x87: the BMC no longer has this session (it expired it): its place is free too.
+            confirmed = isinstance(reply, dict) and reply.get("code") in (0, CC_INVALID_SESSION_ID)
         except Exception as exc:  # noqa: BLE001 - the BMC may be gone; the session is discarded either way
             log.debug("ipmi_logout_failed", bmc=self.where, error=repr(exc))
         finally:

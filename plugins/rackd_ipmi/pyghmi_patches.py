@@ -246,13 +246,11 @@ def mark_broken_without_waiting() -> None:
         ipmi_session.Session._mark_broken = mark_broken
 
 
-def remember_session_ids() -> None:
-    """Record on each pyghmi session every session id the BMC handed it in Open Session Response (idempotent).
+def count_open_session_replies() -> None:
+    """Tell the session budget what the BMC answered to each Open Session: a session id, or an error (idempotent).
 
-    A login that loses RAKP 1 or 3 starts over with a new Open Session; the BMC keeps the first, half-made session
-    until its own timeout, holding one of its few session slots (4 on many BMCs). Under 30 % loss the soak saw
-    the lossy BMC's table reach 4. pyghmi forgets those ids; with them, rackd closes the half-made sessions from
-    the session that did get made (`BmcLink`).
+    The budget counts every Open Session request as a session the BMC may hold (`budget_open_sessions`); the id
+    links that count to the RAKP 3 and the login that follow, and an error reply frees it at once.
     """
     with _lock:
         original = ipmi_session.Session._got_rmcp_response
@@ -266,7 +264,6 @@ def remember_session_ids() -> None:
             result = original(session, data)
             after = getattr(session, "pendingsessionid", None)
             if after is not None and after != before:
-                session.__dict__.setdefault("rackd_session_ids", []).append(after)
                 SESSIONS.answered((session.bmc, session.port), after)
             return result
 
@@ -319,5 +316,5 @@ def apply() -> None:
     socket_modes_untouched()
     privilege_step_never_blocks()
     mark_broken_without_waiting()
-    remember_session_ids()
+    count_open_session_replies()
     budget_open_sessions()
