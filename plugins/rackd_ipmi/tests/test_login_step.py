@@ -1,4 +1,4 @@
-"""pyghmi's shared I/O loop, as patched: the last login step never holds a thread; sockets keep their mode."""
+"""pyghmi's shared I/O loop, as patched: the last login step never holds a thread; sockets keep their mode; replies."""
 
 from __future__ import annotations
 
@@ -124,3 +124,29 @@ def test_the_reason_is_set_before_pyghmi_ends_the_login_wait(logged_in: Any) -> 
     session.logout = logout
     session._mark_broken("no answer")
     assert seen == ["no answer"]
+
+
+def test_a_request_sent_while_its_predecessor_s_reply_is_handed_over_gets_its_answer(logged_in: Any) -> None:
+    # pyghmi hands a reply to its caller and then tidied up with the request fields as they are by then: when the
+    # woken caller had already sent its next request from another thread, that request's entry went too, and every
+    # answer to it was dropped (pyghmi_patches.replies_never_drop_the_next_request). The callback below is that
+    # caller at the worst moment: it sends the next request before pyghmi is done with the reply.
+    session = logged_in.ipmi_session
+    answers: list[dict[str, Any]] = []
+
+    def second(response: dict[str, Any]) -> None:
+        session.incommand = False  # what raw_command's caller must do when it passes a callback
+        answers.append(response)
+
+    def first(_response: dict[str, Any]) -> None:
+        session.incommand = False
+        session.raw_command(netfn=0x00, command=0x01, callback=second)  # Get Chassis Status
+
+    session.raw_command(netfn=0x06, command=0x01, callback=first)  # Get Device ID
+    give_up = time.monotonic() + SAFETY
+    while not answers and time.monotonic() < give_up:
+        Session.wait_for_rsp(0.1)
+    assert answers, "no answer and no timeout"
+    assert "error" not in answers[0], answers[0]  # before the patch: pyghmi's retries ran out ('timeout')
+    assert answers[0]["command"] == 0x01
+    assert answers[0]["code"] == 0
