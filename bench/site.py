@@ -199,7 +199,7 @@ def freshness(
 
 async def run_site(
     n_bmcs: int, n_pdus: int, n_consoles: int, interval: float, intervals: int, commands: int, workdir: Path,
-    impl: str = "ipmi_sim", hang_share: float = HANG_SHARE, drop_rate: float = DROP_RATE,
+    impl: str = "ipmi_sim", hang_share: float = HANG_SHARE, drop_rate: float = DROP_RATE, log_level: str = "info",
 ) -> dict[str, Any]:  # fmt: skip
     """Start the simulators, the broker and the daemon; observe; command; stop everything by PID."""
     broker = Mosquitto(workdir=workdir / "broker")
@@ -257,7 +257,7 @@ async def run_site(
             healthy = [f"gpu-{i:04d}" for i in range(n_bmcs - hung)] + [p["name"] for p in pdus]
             telemetry = TelemetryLog(broker, workdir / "telemetry.txt")
             await asyncio.sleep(0.5)  # the subscription is in place before the daemon publishes
-            daemon = Daemon(config, workdir / "daemon.log")
+            daemon = Daemon(config, workdir / "daemon.log", level=log_level)
             started_unix, started = time.time(), time.monotonic()
             daemon.start()
             # Wait (bounded) for the first telemetry of every healthy device.
@@ -290,7 +290,7 @@ async def run_site(
                 "first_packet_ms": first_packet, "overhead_s": overhead, "command_failures": failures,
                 "state_read_ms": state_read_answered_ms(published, daemon.events("command_step")),
                 "console_log_files": console_logs, "probes": probes, "impl": impl, "n_pyghmi": n_pyghmi,
-                "drop_rate": drop_rate,
+                "drop_rate": drop_rate, "log_level": log_level,
                 "unavailable": [
                     f"{e.get('device')}: {e.get('error')}"
                     for e in daemon.events("device_unavailable")
@@ -370,7 +370,10 @@ def table_of(result: dict[str, Any], quick: bool) -> Table:
             "daemon's first log line of the command, written once its own state read was answered (wall clocks of "
             "one machine; an upper bound of the command's first packet)."
         ),
-        "rackd CPU and RSS from /proc of the daemon over the window, at the end. The daemon logs at info level.",
+        (
+            "rackd CPU and RSS from /proc of the daemon over the window, at the end. The daemon logs at "
+            f"{result.get('log_level', 'info')} level."
+        ),
     ]
     if packets:
         # With a few dozen commands p99 is the slowest one or two: show them all so the tail can be read.
@@ -410,6 +413,9 @@ def main() -> None:
     parser.add_argument("--hang-share", type=float, default=HANG_SHARE, help="share of BMCs that hang")
     parser.add_argument("--drop-rate", type=float, default=DROP_RATE, help="share of BMC packets dropped")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (daemon log) for inspection")
+    parser.add_argument(
+        "--log-level", choices=("debug", "info"), default="info", help="the daemon's (debug: to diagnose a run)"
+    )
     args = parser.parse_args()
     # A site run holds thousands of sockets here and in the children (relays, consoles): lift the soft limit.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -430,6 +436,7 @@ def main() -> None:
                 args.bmc_impl,
                 args.hang_share,
                 args.drop_rate,
+                args.log_level,
             )
         )
     finally:
