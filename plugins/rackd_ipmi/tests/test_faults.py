@@ -16,7 +16,7 @@ import pyghmi.ipmi.private.session as pyghmi_session
 import pytest
 from rackd_ipmi.budget import SESSIONS
 from rackd_ipmi.driver import IpmiDriver
-from rackd_ipmi.link import HURRY_RETRANSMIT_AFTER
+from rackd_ipmi.link import HURRY_RETRANSMIT_AFTER, BmcLink
 from rackd_ipmi.options import IpmiOptions
 from rackd_ipmi.session import IpmiSession
 from rackd_sim.bmc.process import BmcProcess
@@ -420,6 +420,36 @@ async def test_a_logout_frees_its_place_in_the_budget_once_the_bmc_answers_its_c
     await session.close()
     assert sim.status()["open_sessions"] == (0 if confirmed else 1)
     assert SESSIONS.in_use(bmc) == (0 if confirmed else 1)
+
+
+async def test_a_login_while_the_last_session_closes_gets_a_session_of_its_own(
+    sim: BmcProcess, options: OptionsFactory
+) -> None:
+    # The runner discards a failed session in the background and may log in again at once. pyghmi is written to
+    # hand a logged-in session to a new login with the same credentials (it never matches today: it compares the
+    # bytes it stored with the str it is given); the one being closed must not be handed over, or the new link
+    # loses it when the close completes, and the close must still reach the BMC and be confirmed. (Marking the
+    # closing session broken, the obvious guard, made pyghmi drop its routing, and so its close's answer.) Its
+    # first two copies are lost here, so the close is under way (its third copy due at 1.5 s) during the login.
+    bmc_options = options(sim)
+    password = bmc_options.password.reveal()
+    closing = await asyncio.to_thread(BmcLink, bmc_options, password, None)
+    sim.control("faults", drop_next=2)
+    logout = asyncio.create_task(asyncio.to_thread(closing.logout))
+    await asyncio.to_thread(sim.wait_for, lambda s: s["faults"]["drop_next"] == 0, 5)
+    assert not logout.done()
+    fresh = await asyncio.to_thread(BmcLink, bmc_options, password, None)
+    try:
+        assert fresh.session is not closing.session
+        await logout
+        code, data = await asyncio.to_thread(fresh.raw, 0x00, 0x01)  # Get Chassis Status, after the close
+        assert code == 0
+        assert data
+        assert sim.status()["logins"] == 2
+    finally:
+        await asyncio.to_thread(fresh.logout)
+    assert sim.status()["open_sessions"] == 0
+    assert SESSIONS.in_use((bmc_options.host, bmc_options.port)) == 0  # both closes confirmed
 
 
 async def three_failed_logins_within_a_budget_of_two(
