@@ -500,6 +500,34 @@ async def test_logins_that_lose_rakp4_never_hold_more_sessions_than_the_budget(
     assert sim.status()["established_sessions"] == 2  # logged in on the BMC's side, never seen by the client
 
 
+@pytest.mark.parametrize("urgent", [False, True])
+async def test_a_command_s_state_read_resends_a_lost_request_early(
+    driver: IpmiDriver, sim: BmcProcess, context: SessionContext, options: OptionsFactory, urgent: bool
+) -> None:
+    """An operator's command waits on its state reads: a lost one is resent HURRY_RETRANSMIT_AFTER after it went
+    out. A poll's read keeps pyghmi's 0.5-1 s timer (no one waits on it; early resends would cost BMCs packets)."""
+    session = await driver.open(context, options(sim))
+    try:
+        link = session._link
+        assert link is not None
+        pyghmi = link.session
+        sim.control("faults", drop_next=1)  # the read's first copy is lost
+        read = asyncio.create_task(
+            call_with_deadline(SystemClock(), 10.0, "power state", lambda: session.get_power("chassis"), urgent=urgent)
+        )
+        while pyghmi not in pyghmi_session.Session.waiting_sessions:  # registered once the request is out
+            await asyncio.sleep(0.001)
+        resend_in = pyghmi.expiration - time.monotonic()
+        if urgent:
+            assert resend_in <= HURRY_RETRANSMIT_AFTER
+        else:
+            assert resend_in > 0.4
+        assert await read is PowerState.ON  # the resend was answered
+        assert not link.hurried  # only for that call
+    finally:
+        await session.close()
+
+
 async def test_a_hurried_call_resends_its_lost_requests_early(
     driver: IpmiDriver, sim: BmcProcess, context: SessionContext, options: OptionsFactory
 ) -> None:
