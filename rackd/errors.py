@@ -76,4 +76,9 @@ class DeviceRefusedError(DeviceError):
 
 
 class SessionLimitError(DeviceError):
-    """The device has no free sessions."""
+    """The device has no free sessions; `retry_after` (seconds), when known, is when one frees."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        """`retry_after`: known when the driver counts the sessions itself (IPMI's session budget)."""
+        super().__init__(message)
+        self.retry_after = retry_after

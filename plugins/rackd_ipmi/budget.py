@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 BmcAddress = tuple[str, int]  # host, port
+FREES_IN = "; one frees in "  # the refusal travels through pyghmi as text: `frees_in` reads the wait back
 
 
 @dataclass
@@ -82,7 +83,7 @@ class SessionBudget:
             if account.in_use() >= account.limit:
                 frees = [c.sent + account.lifetime(c) for c in account.claims]
                 frees += [t + account.idle_timeout for t in account.lingering]
-                wait = f"; one frees in {min(frees) - now:.1f} s" if frees else ""
+                wait = f"{FREES_IN}{min(frees) - now:.1f} s" if frees else ""
                 return (
                     f"rackd session budget used: {account.held} in use, {len(account.claims)} half-made, "
                     f"{len(account.lingering)} unconfirmed closes of {account.limit} allowed{wait}"
@@ -141,6 +142,17 @@ class SessionBudget:
                 return 0
             account.expire(self._clock())
             return account.in_use()
+
+
+def frees_in(refusal: str) -> float | None:
+    """The seconds until a place frees, from a refusal `SessionBudget.claim` wrote; None if it named none."""
+    _, found, rest = refusal.partition(FREES_IN)
+    if not found:
+        return None
+    try:
+        return max(0.0, float(rest.split(" ", 1)[0]))
+    except ValueError:
+        return None
 
 
 SESSIONS = SessionBudget()

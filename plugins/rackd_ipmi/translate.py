@@ -12,6 +12,7 @@ from rackd.errors import (
     SessionLimitError,
     UnsupportedError,
 )
+from rackd_ipmi.budget import frees_in
 
 CC_INVALID_COMMAND = 0xC1
 CC_NOT_PRESENT = 0xCB
@@ -38,7 +39,7 @@ def login_error(where: str, exc: BaseException) -> DeviceError:
     if "insufficient resources" in lowered:
         return SessionLimitError(f"{where}: BMC has no free session ({text})")
     if "session budget" in lowered:
-        return SessionLimitError(f"{where}: {text}")
+        return SessionLimitError(f"{where}: {text}", retry_after=frees_in(text))
     if "cipher suite" in lowered or "algorithm" in lowered:
         return UnsupportedError(f"{where}: no common cipher suite with the BMC ({text})")
     if "unable to transmit" in lowered or isinstance(exc, OSError):

@@ -20,6 +20,7 @@ from rackd.errors import (
     DeviceProtocolError,
     DeviceRefusedError,
     DriverBusyError,
+    SessionLimitError,
     UnsupportedError,
 )
 from rackd.model import (
@@ -52,6 +53,7 @@ _HEALTH_SEVERITY = {
 # re-login after one lost request must not repeat it before the device's telemetry is out again. A board swapped
 # behind the BMC shows within this time.
 INVENTORY_MAX_AGE = 3600.0
+SESSION_FREE_MARGIN = 0.1  # seconds past the moment a driver said a session frees (it rounds to 0.1 s)
 # Errors after which the session is still trusted; everything else discards it (never reuse a dubious session).
 _SESSION_SURVIVES = (UnsupportedError, DeviceRefusedError, DriverBusyError)
 
@@ -482,6 +484,10 @@ class DeviceRunner:
         if isinstance(exc, AuthError):
             # A fixed long wait: BMCs lock an account after a few bad logins.
             return self._defaults.auth_backoff
+        if isinstance(exc, SessionLimitError) and exc.retry_after is not None:
+            # The driver counts the device's sessions itself and knows when one frees: wait for that, not a growing
+            # backoff (at 1,000 BMCs a device refused twice at start-up waited 40 s for a place that freed in 3).
+            return exc.retry_after + SESSION_FREE_MARGIN
         return self._backoff.next_delay()
 
     def _discard_session(self, reader: DeviceReader | None) -> None:

@@ -20,6 +20,7 @@ from rackd.errors import (
     DeviceRefusedError,
     DeviceTimeoutError,
     DeviceUnreachableError,
+    SessionLimitError,
 )
 from rackd.model import (
     Health,
@@ -45,6 +46,7 @@ class FakeFault(StrEnum):
     TIMEOUT = "timeout"  # the driver reports a timeout at once
     UNREACHABLE = "unreachable"
     AUTH = "auth"  # login refused
+    SESSION_LIMIT = "session_limit"  # login refused: no free session, one frees in `session_frees_in` s
     GARBAGE = "garbage"  # answers something that cannot be parsed
 
 
@@ -85,6 +87,7 @@ class FakeDevice:
     readings: list[FakeReadingSpec] = field(default_factory=list)
     fault: FakeFault = FakeFault.NONE
     call_delay: float = 0.0  # seconds each call takes (through `sleep`, so a manual clock can drive it)
+    session_frees_in: float | None = None  # what a SESSION_LIMIT refusal says about the wait
     log_seq: int = 0
     boot: str = field(default_factory=lambda: f"{os.getpid()}-{time.time_ns()}")
     opens: int = 0
@@ -271,6 +274,8 @@ class FakeDriver:
         fault = device.current_fault()
         if fault is FakeFault.AUTH:
             raise AuthError(f"fake {options.host}: login refused for user {options.username!r}")
+        if fault is FakeFault.SESSION_LIMIT:
+            raise SessionLimitError(f"fake {options.host}: no free session", retry_after=device.session_frees_in)
         if options.password is not None:
             options.password.reveal()  # resolve late, like a real driver: fails here if the secret vanished
         session = FakeSession(device)

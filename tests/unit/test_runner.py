@@ -19,7 +19,7 @@ from rackd.errors import DeviceTimeoutError
 from rackd.model import EventType, Health, PowerState, SensorKind
 from rackd.runtime.backoff import phase_offset
 from rackd.runtime.cursors import CursorStore
-from rackd.runtime.runner import INVENTORY_MAX_AGE, DeviceRunner
+from rackd.runtime.runner import INVENTORY_MAX_AGE, SESSION_FREE_MARGIN, DeviceRunner
 from rackd.testing.clock import ManualClock
 from rackd.testing.fake_driver import WORLD, FakeDevice, FakeDriver, FakeFault, FakeOptions, FakeReadingSpec
 from rackd.testing.recording_bus import RecordingPublisher
@@ -191,6 +191,29 @@ async def test_auth_failure_waits_long_and_fixed(harness: Harness) -> None:
     assert runner.open_attempts <= 5
     assert WORLD.devices["b"].opens == runner.open_attempts
     assert "AuthError" in (runner.source.error or "")
+    await harness.stop()
+
+
+async def test_a_session_limit_with_a_known_wait_is_retried_then_not_later(harness: Harness) -> None:
+    # The IPMI driver counts a BMC's sessions itself and says when one frees: a growing backoff would keep a device
+    # that was never up waiting long after that. Without a known wait, the usual backoff.
+    device = WORLD.device(FakeOptions(host="b"))
+    device.fault, device.session_frees_in = FakeFault.SESSION_LIMIT, 3.0
+    runner = harness.runner("gpu-02")
+    harness.start("gpu-02")
+    await harness.clock.advance(phase_offset("gpu-02", 10) + 0.01)  # the first poll is refused
+    harness.clock.sleeps.clear()
+    await harness.clock.advance(20)
+    waits = [s for s in harness.clock.sleeps if s > 0]
+    assert waits[:4] == pytest.approx([3.0 + SESSION_FREE_MARGIN] * 4)  # MaxRandom: a backoff would be 2, 4, 8...
+    assert "SessionLimitError" in (runner.source.error or "")
+    device.session_frees_in = None
+    harness.clock.sleeps.clear()
+    await harness.clock.advance(40)
+    assert [s for s in harness.clock.sleeps if s > 0][:3] == [2, 4, 8]
+    device.fault = FakeFault.NONE
+    await harness.clock.advance(61)  # the backoff's cap in this config
+    assert runner.available
     await harness.stop()
 
 

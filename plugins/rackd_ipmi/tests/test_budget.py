@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rackd_ipmi.budget import SessionBudget
+from rackd_ipmi.budget import SessionBudget, frees_in
 
 from rackd.testing.clock import ManualClock
 
@@ -20,12 +20,15 @@ async def test_half_made_sessions_count_until_the_setup_timeout() -> None:
     clock = ManualClock()
     sessions = budget(clock)
     assert [sessions.claim(BMC) for _ in range(3)] == [None, None, None]
+    await clock.advance(2.0)
     refusal = sessions.claim(BMC)
     assert refusal is not None
     assert "session budget" in refusal
     assert "0 in use, 3 half-made" in refusal
+    assert frees_in(refusal) == 8.0  # what the driver passes on as SessionLimitError.retry_after
+    assert frees_in("BMC has no free session") is None
     assert sessions.claim(OTHER) is None  # per BMC
-    await clock.advance(9.9)
+    await clock.advance(7.9)
     assert sessions.claim(BMC) is not None
     await clock.advance(0.1)
     assert sessions.in_use(BMC) == 0

@@ -477,6 +477,9 @@ async def test_logins_that_keep_failing_never_hold_more_sessions_than_the_budget
     assert isinstance(failures[-1], SessionLimitError), failures
     assert "session budget" in str(failures[-1])
     assert "127.0.0.1" in str(failures[-1])
+    retry_after = failures[-1].retry_after  # the runner waits this long instead of a growing backoff
+    assert retry_after is not None
+    assert 0 < retry_after <= budget.session_setup_timeout
     assert sim.status()["open_sessions"] == 2  # the logins did reach the BMC: the budget, not luck, held the line
     sim.control("faults", drop_rakp1=0)
     sim.wait_for(lambda s: s["open_sessions"] == 0, timeout=30)  # the BMC expired them: so did the budget
