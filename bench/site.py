@@ -301,7 +301,9 @@ async def run_site(
             if telemetry is not None:
                 telemetry.stop()
             if daemon is not None:
-                daemon.stop()
+                # In a thread: the relays run on this event loop, and the daemon's logouts at shutdown go through
+                # them (blocking here, every logout to an ipmi_sim went unanswered and the shutdown grace ran out).
+                await asyncio.to_thread(daemon.stop)
             for tap in [*taps.values(), *relays]:
                 tap.close()
             for pid in stopped:
