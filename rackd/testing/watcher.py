@@ -28,6 +28,16 @@ class Received:
         return json.loads(self.payload)
 
 
+def on_topic(topic: str) -> Callable[[Received], bool]:
+    """A predicate: the message was published on exactly this topic."""
+    return lambda message: message.topic == topic
+
+
+def topic_has(part: str) -> Callable[[Received], bool]:
+    """A predicate: the message's topic contains `part` (e.g. "/gpu-01/")."""
+    return lambda message: part in message.topic
+
+
 class MqttWatcher:
     """Subscribes to `topic_filter` and keeps every message; reconnects if the broker goes away.
 

@@ -20,6 +20,12 @@ from rackd.console.logformat import device_bytes, log_files, markers, parse_line
 from rackd.testing.clock import ManualClock
 from rackd.testing.small_disk import PAGE, fill, mounted_tmpfs
 
+
+def holding(console_log: ConsoleLog) -> bool:
+    """`console_log.failing`, read afresh (mypy would keep an asserted property narrowed across the writes)."""
+    return console_log.failing
+
+
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to mount a small tmpfs")
 
 FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -68,7 +74,7 @@ async def test_held_output_is_written_in_order_with_its_own_timestamps(disk: Pat
         sent += line
         await clock.advance(0.1)
     console_log.mark("power: cycle requested by alice")
-    assert console_log.failing
+    assert holding(console_log)
     assert seen.failing == ["No space left on device"]  # once per episode, not once per write
     size_failed = path.stat().st_size
     assert size_failed > size_before  # the short write really happened…
@@ -77,7 +83,7 @@ async def test_held_output_is_written_in_order_with_its_own_timestamps(disk: Pat
     await clock.advance(RETRY_INTERVAL)
     console_log.write_device(b"after\r\n")
     sent += b"after\r\n"
-    assert not console_log.failing
+    assert not holding(console_log)
     assert console_log.held_bytes == 0
     assert len(seen.recovered) == 1
     assert seen.recovered[0].lost_bytes == 0
@@ -90,9 +96,9 @@ async def test_held_output_is_written_in_order_with_its_own_timestamps(disk: Pat
         r"log writes failed from \S+ to \S+ \(No space left on device\): output held in memory, written late", notes[1]
     )
     assert len(notes) == 2
-    for line in parse_lines(content):
-        if line.kind == "data" and line.text in stamps:
-            assert line.stamp.decode() == stamps[line.text]  # stamped when it arrived, not when written
+    for parsed in parse_lines(content):
+        if parsed.kind == "data" and parsed.text in stamps:
+            assert parsed.stamp.decode() == stamps[parsed.text]  # stamped when it arrived, not when written
 
 
 async def test_a_full_disk_is_retried_at_most_every_second(disk: Path) -> None:
@@ -102,16 +108,16 @@ async def test_a_full_disk_is_retried_at_most_every_second(disk: Path) -> None:
     console_log.write_device(b"start\n")
     filler = fill(disk)
     console_log.write_device(b"y" * 3 * PAGE)  # fills the last page, then fails
-    assert console_log.failing
+    assert holding(console_log)
     size = path.stat().st_size
     filler.unlink()  # room again, but the file is not tried before a second has passed
     await clock.advance(RETRY_INTERVAL / 2)
     console_log.write_device(b"z\n")
-    assert console_log.failing
+    assert holding(console_log)
     assert path.stat().st_size == size
     await clock.advance(RETRY_INTERVAL / 2)
     console_log.retry()  # what the session's timer does for a console that went quiet
-    assert not console_log.failing
+    assert not holding(console_log)
     assert device_bytes([path.read_bytes()]) == b"start\n" + b"y" * 3 * PAGE + b"z\n"
 
 
@@ -134,7 +140,7 @@ async def test_past_the_bound_the_oldest_output_is_dropped_and_counted(disk: Pat
     filler.unlink()
     await clock.advance(RETRY_INTERVAL)
     console_log.retry()
-    assert not console_log.failing
+    assert not holding(console_log)
     content = path.read_bytes()
     assert_well_formed(path)
     note, summary = markers([content])
@@ -169,7 +175,7 @@ async def test_rotation_and_a_sighup_reopen_wait_for_the_held_output(disk: Path)
         chunk = f"{number:03d} ".encode() + b"r" * 120 + b"\n"
         console_log.write_device(chunk)
         sent += chunk
-    assert console_log.failing
+    assert holding(console_log)
     assert log_files(path) == [path]
     path.rename(disk / "n.log.1")  # logrotate renames the file and sends SIGHUP
     console_log.reopen()
@@ -177,7 +183,7 @@ async def test_rotation_and_a_sighup_reopen_wait_for_the_held_output(disk: Path)
     filler.unlink()
     await clock.advance(RETRY_INTERVAL)
     console_log.retry()
-    assert not console_log.failing
+    assert not holding(console_log)
     console_log.write_device(b"new file\n")
     sent += b"new file\n"
     assert_well_formed(path)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import textwrap
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import aiomqtt
@@ -29,7 +29,7 @@ async def sim() -> AsyncIterator[ConsoleServerSim]:
     await server.close()
 
 
-def final(command_id: str) -> object:
+def final(command_id: str) -> Callable[[Received], bool]:
     def matches(m: Received) -> bool:
         body = m.json()
         return bool(body["id"] == command_id and body["status"] in {"succeeded", "failed", "rejected"})

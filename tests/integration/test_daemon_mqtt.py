@@ -16,7 +16,7 @@ import pytest
 
 from rackd.testing.broker import Mosquitto
 from rackd.testing.processes import DaemonProcess, wait_until
-from rackd.testing.watcher import MqttWatcher, Received
+from rackd.testing.watcher import MqttWatcher, Received, on_topic
 
 pytestmark = pytest.mark.integration
 
@@ -107,8 +107,8 @@ async def test_status_telemetry_and_state_arrive_and_validate(
         )
         schema("daemon_status").validate(status.json())
         for device in ("gpu-01", "pdu-a1"):
-            telemetry = await watcher.wait_for(lambda m, d=device: m.topic == f"{ROOT}/r1/{d}/telemetry", count=2)
-            states = await watcher.wait_for(lambda m, d=device: m.topic == f"{ROOT}/r1/{d}/state")
+            telemetry = await watcher.wait_for(on_topic(f"{ROOT}/r1/{device}/telemetry"), count=2)
+            states = await watcher.wait_for(on_topic(f"{ROOT}/r1/{device}/state"))
             for message in telemetry:
                 schema("telemetry").validate(message.json())
             for message in states:

@@ -85,7 +85,7 @@ async def test_sighup_adds_removes_and_changes_devices_and_keeps_the_rest(broker
             path.write_text(config(broker.port, tmp_path, NODE.format(id="gpu-01") + "\n[[node]]\nid = 7\n"))
             daemon.send_signal(signal.SIGHUP)
             (rejected,) = daemon.wait_for_log("config_reload_rejected")
-            assert any("node[1].id" in str(error) for error in rejected["errors"])  # type: ignore[union-attr]
+            assert any("node[1].id" in str(error) for error in rejected["errors"])
             seen_03 = len(watcher.matching(telemetry_of("gpu-03")))
             await watcher.wait_for(telemetry_of("gpu-03"), count=seen_03 + 3)
         opened = [e["device"] for e in daemon.logs() if e.get("event") == "session_opened"]

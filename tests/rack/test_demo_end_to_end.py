@@ -14,7 +14,7 @@ import jsonschema
 import pytest
 from rackd_sim.fault.cli import send
 
-from rackd.testing.watcher import MqttWatcher, Received
+from rackd.testing.watcher import MqttWatcher, Received, on_topic
 
 from .conftest import HeadlessDemo, pid_alive
 
@@ -67,7 +67,7 @@ async def test_every_device_reports_telemetry_and_state_that_validate(headless_d
     async with MqttWatcher(port_of(headless_demo), f"{prefix}/#") as watcher:
         for device in MANAGED:
             for kind in ("telemetry", "state"):
-                await watcher.wait_for(lambda m, d=device, k=kind: m.topic == f"{prefix}/{d}/{k}", within=60)
+                await watcher.wait_for(on_topic(f"{prefix}/{device}/{kind}"), within=60)
         await watcher.wait_for(lambda m: m.topic == f"{prefix}/_rack/telemetry", within=60)
         validators = {
             "telemetry": schema("telemetry"),
@@ -99,7 +99,7 @@ async def test_outlets_add_up_to_the_pdu_total_within_metering_tolerance(headles
         async with MqttWatcher(port_of(headless_demo), f"{prefix}/+/telemetry") as watcher:
             # Two polls of each PDU after the hold: the second is read entirely under steady load.
             for pdu in ("pdu-a", "pdu-b"):
-                messages = await watcher.wait_for(lambda m, p=pdu: m.topic == f"{prefix}/{p}/telemetry", count=2)
+                messages = await watcher.wait_for(on_topic(f"{prefix}/{pdu}/telemetry"), count=2)
                 values = {r["sensor"]: r["value"] for r in messages[-1].json()["readings"]}
                 outlets = sum(v for k, v in values.items() if re.fullmatch(r"outlet\d+_power", k))
                 assert values["total_power"] > 1000

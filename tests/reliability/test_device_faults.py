@@ -25,7 +25,7 @@ from rackd_sim.pdu.simulator import PduSimulator
 
 from rackd.testing.broker import Mosquitto
 from rackd.testing.processes import DaemonProcess
-from rackd.testing.watcher import MqttWatcher
+from rackd.testing.watcher import MqttWatcher, topic_has
 
 pytestmark = pytest.mark.integration
 DURATION = float(os.environ.get("RACKD_SOAK_DEVICE_SECONDS", "30"))
@@ -125,7 +125,7 @@ async def test_faulty_devices_never_slow_healthy_ones_and_nothing_grows(
     try:
         async with MqttWatcher(broker.port, "rackd/v1/lab/r1/+/telemetry") as watcher:
             for device in ("bmc-ok", "pdu-ok", "bmc-lossy"):
-                await watcher.wait_for(lambda m, d=device: f"/{d}/" in m.topic, within=60)
+                await watcher.wait_for(topic_has(f"/{device}/"), within=60)
             # Now the faults.
             bmcs["hung"].control("faults", hang=True)
             bmcs["lossy"].control("faults", drop_rate=0.3)
@@ -146,7 +146,7 @@ async def test_faulty_devices_never_slow_healthy_ones_and_nothing_grows(
                 await asyncio.sleep(1)  # fault-injection cadence, not synchronisation
             final = usage(daemon.pid)
             healthy = {
-                d: [m.json()["ts"] for m in watcher.matching(lambda m, d=d: f"/{d}/" in m.topic)]
+                d: [m.json()["ts"] for m in watcher.matching(topic_has(f"/{d}/"))]
                 for d in ("bmc-ok", "pdu-ok")
             }
             reset_recovered = list(watcher.matching(lambda m: "/bmc-reset/" in m.topic))
