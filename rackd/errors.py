@@ -82,3 +82,8 @@ class SessionLimitError(DeviceError):
         """`retry_after`: known when the driver counts the sessions itself (IPMI's session budget)."""
         super().__init__(message)
         self.retry_after = retry_after
+
+
+def describe(exc: BaseException) -> str:
+    """`Type: message`: how rackd names an error in logs, events, results and CLI output."""
+    return f"{type(exc).__name__}: {exc}"

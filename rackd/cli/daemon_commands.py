@@ -15,7 +15,7 @@ import structlog
 
 from rackd.config import Config, load_config
 from rackd.drivers.registry import DriverRegistry
-from rackd.errors import ConfigError, DriverNotFoundError, RackdError
+from rackd.errors import ConfigError, DriverNotFoundError, RackdError, describe
 
 
 def _load(args: argparse.Namespace, registry: DriverRegistry) -> Config | None:
@@ -96,7 +96,7 @@ def poll(args: argparse.Namespace) -> int:
     try:
         result = asyncio.run(probe_device(spec, config, registry))
     except RackdError as exc:
-        print(f"rackd: {spec.id}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"rackd: {spec.id}: {describe(exc)}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(result.to_json(), indent=2))

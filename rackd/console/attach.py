@@ -17,7 +17,7 @@ from rackd.console.session import Attachment, ConsoleSession
 from rackd.control.peers import Peer
 from rackd.control.protocol import ControlRequest, Role
 from rackd.control.server import ControlServer, reply
-from rackd.errors import RackdError
+from rackd.errors import RackdError, describe
 
 log = structlog.get_logger(__name__)
 
@@ -188,7 +188,7 @@ class ConsoleOperations:
                     session.take_write(attachment)
                     attachment.notice("you are now writing")
         except RackdError as exc:
-            attachment.notice(f"{type(exc).__name__}: {exc}")
+            attachment.notice(describe(exc))
 
     # ------------------------------------------------------------------ send
 
@@ -220,7 +220,7 @@ class ConsoleOperations:
             if send_break:
                 await session.send_break()
         except RackdError as exc:
-            await reply(writer, ok=False, error=f"{type(exc).__name__}: {exc}")
+            await reply(writer, ok=False, error=describe(exc))
             return
         # Who sent how much, never what: it may be a password.
         size = len(text.encode())

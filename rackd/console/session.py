@@ -21,7 +21,14 @@ from rackd.console.ring import RingBuffer
 from rackd.console.transports import is_unencrypted
 from rackd.control.peers import Peer
 from rackd.drivers.contract import ConsoleStream
-from rackd.errors import AuthError, DeviceTimeoutError, DeviceUnreachableError, RackdError, UnsupportedError
+from rackd.errors import (
+    AuthError,
+    DeviceTimeoutError,
+    DeviceUnreachableError,
+    RackdError,
+    UnsupportedError,
+    describe,
+)
 from rackd.model import Event, EventType, Severity
 from rackd.runtime.backoff import Backoff
 from rackd.runtime.clock import Clock
@@ -229,7 +236,7 @@ class ConsoleSession:
                 return f"connection lost ({exc})"
             except Exception as exc:  # a transport bug: reconnect rather than end this console's loop
                 self._logger.exception("console_read_failed_unexpectedly")
-                return f"read failed ({type(exc).__name__}: {exc})"
+                return f"read failed ({describe(exc)})"
             if not data:
                 return "closed by the far end"
             self.output(data)

@@ -15,7 +15,7 @@ import structlog
 from rackd.bus.publisher import Publisher
 from rackd.config import Config, DeviceKind, DeviceSpec
 from rackd.control.protocol import Role
-from rackd.errors import DeviceError, DeviceRefusedError, RackdError
+from rackd.errors import DeviceError, DeviceRefusedError, RackdError, describe
 from rackd.model import (
     Command,
     CommandResult,
@@ -408,7 +408,7 @@ class ActionEngine:
             status, message = CommandStatus.REJECTED, str(exc)
             step(f"rejected: {message}")
         except (ActionFailedError, DeviceError) as exc:
-            status, message = CommandStatus.FAILED, f"{type(exc).__name__}: {exc}"
+            status, message = CommandStatus.FAILED, describe(exc)
             step(f"failed: {message}")
         except Exception as exc:  # noqa: BLE001 - a bug (a driver's or ours) must end the command, not leave it running
             # Left uncaught it would leave the command "running" for ever and its targets locked until a restart.
@@ -561,7 +561,7 @@ class ActionEngine:
             return await self._switch([bmc], verb, step)
         except (DeviceError, ActionFailedError) as exc:
             step(
-                f"BMC path failed ({type(exc).__name__}: {exc}); escalating to PDU outlets "
+                f"BMC path failed ({describe(exc)}); escalating to PDU outlets "
                 f"{', '.join(s.label for s in plan.fallback)}"
             )
         target_verb = "off" if verb == "soft_off" else verb

@@ -11,7 +11,7 @@ from typing import Any
 from rackd.config import Config, DeviceSpec
 from rackd.drivers.contract import SessionContext
 from rackd.drivers.registry import DriverRegistry
-from rackd.errors import RackdError, UnsupportedError
+from rackd.errors import RackdError, UnsupportedError, describe
 from rackd.model import Inventory, PowerState, Reading
 from rackd.runtime.clock import SystemClock
 from rackd.runtime.reader import DeviceReader, call_with_deadline
@@ -78,11 +78,11 @@ async def probe_device(spec: DeviceSpec, config: Config, registry: DriverRegistr
             read = await DeviceReader(session, clock, spec.call_timeout).read(None, read_log=False)
             result.power, result.readings, result.inventory = read.power, read.readings, read.inventory
             if read.inventory_error is not None:
-                result.error = f"inventory: {type(read.inventory_error).__name__}: {read.inventory_error}"
+                result.error = f"inventory: {describe(read.inventory_error)}"
         finally:
             await session.close()
     except RackdError as exc:
-        result.error = f"{type(exc).__name__}: {exc}"
+        result.error = describe(exc)
     finally:
         await registry.aclose()
         scratch.cleanup()

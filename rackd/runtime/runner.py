@@ -22,6 +22,7 @@ from rackd.errors import (
     DriverBusyError,
     SessionLimitError,
     UnsupportedError,
+    describe,
 )
 from rackd.model import (
     Event,
@@ -322,9 +323,7 @@ class DeviceRunner:
             self._inventory, self._inventory_read_at = reader.inventory, reader.inventory_read_at
         if result.inventory_error is not None:
             # The readings stand; a session whose inventory read failed is judged as after any failed call.
-            self._log.info(
-                "inventory_read_failed", error=f"{type(result.inventory_error).__name__}: {result.inventory_error}"
-            )
+            self._log.info("inventory_read_failed", error=describe(result.inventory_error))
             if not isinstance(result.inventory_error, _SESSION_SURVIVES):
                 self._discard_session(reader)
         if epoch != self._power_epoch:
@@ -465,7 +464,7 @@ class DeviceRunner:
         self.failures += 1
         if not isinstance(exc, _SESSION_SURVIVES):
             self._discard_session(self._reader)
-        error = f"{type(exc).__name__}: {exc}"
+        error = describe(exc)
         previous = self.source.availability
         if previous is not Availability.DOWN:
             self.source = SourceState(Availability.DOWN, self._clock.now(), error, self.source.last_success)

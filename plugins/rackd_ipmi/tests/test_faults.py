@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import re
 import socket
 import threading
 import time
@@ -41,10 +40,9 @@ def open_fds() -> int:
 
 
 async def wait_out_the_budget(refusal: SessionLimitError) -> None:
-    """rackd's session budget refused a login: lost logins left sessions the BMC still holds. The runner backs off;
-    so does a test, for as long as the refusal says (a BMC timeout, not a synchronisation)."""
-    hint = re.search(r"one frees in ([\d.]+) s", str(refusal))
-    await asyncio.sleep(float(hint.group(1)) + 0.1 if hint else 1.0)
+    """rackd's session budget refused a login: lost logins left sessions the BMC still holds. The runner waits as
+    long as the refusal says (`retry_after`); so does a test (a BMC timeout, not a synchronisation)."""
+    await asyncio.sleep(refusal.retry_after + 0.1 if refusal.retry_after is not None else 1.0)
 
 
 async def poll_until_ok(
