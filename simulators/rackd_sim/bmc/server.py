@@ -286,9 +286,11 @@ class SimulatedBmc(pyghmi_bmc.Bmc):  # type: ignore[misc]  # pyghmi ships no typ
         if self.activated:
             session.send_ipmi_response(code=0x80)  # payload already active (a client can deactivate it)
             return
+        # Attached before the client hears it is: a client that writes to the console the moment activation is
+        # answered (rackd's SOL takeover test) lost that output to the sender while `sol` was still unset.
+        self.sol = pyghmi_console.ServerConsole(session, self.iohandler)
         self.activated = True
         session.send_ipmi_response(data=[0, 0, 0, 0, 0xFF, 0x00, 0xFF, 0x00, *struct.pack("<H", self.port), 0xFF, 0xFF])
-        self.sol = pyghmi_console.ServerConsole(session, self.iohandler)
 
     def deactivate_payload(self, _request: dict[str, Any], session: Any) -> None:
         """Deactivate SOL and release a sender blocked on the departed client (reference bug 4c)."""
